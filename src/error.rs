@@ -1,0 +1,183 @@
+//! Errors: one typed, documented, printable enum for every failure of the transport.
+
+use std::time::Duration;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when creating, opening or using a channel.
+///
+/// Every variant carries the values that explain it, and formats as one line a person can
+/// act on. No error path panics, aborts or reads outside a mapping.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The call's deadline passed before it could complete (ring full for a send, ring
+    /// empty for a receive).
+    #[error("timed out: the ring stayed {} for the whole timeout", if *.full { "full" } else { "empty" })]
+    Timeout {
+        /// `true` when a send waited for free space, `false` when a receive waited for data.
+        full: bool,
+    },
+
+    /// The peer has shut down (dropped its side); nothing more will arrive from it, and
+    /// nothing sent to it will be read.
+    #[error("the peer closed the channel")]
+    Closed,
+
+    /// A message is longer than the channel's slot size. Nothing was published.
+    #[error("message of {len} bytes does not fit a slot of {slot_size} bytes")]
+    MessageTooLarge {
+        /// Length of the rejected message in bytes.
+        len: usize,
+        /// The channel's slot size (the largest message it carries).
+        slot_size: usize,
+    },
+
+    /// An argument is out of its documented range (slot count not a power of two, zero
+    /// or absurd sizes, a bad channel name, ...).
+    #[error("invalid argument `{what}`: {why}")]
+    InvalidArgument {
+        /// The argument's name.
+        what: &'static str,
+        /// Why it was refused, with the value.
+        why: String,
+    },
+
+    /// Side B waited the whole open timeout and side A never created (or finished
+    /// creating) the channel.
+    #[error("channel `{name}` did not appear within {waited:?} (is side A running?)")]
+    NotFound {
+        /// The channel name that was looked for.
+        name: String,
+        /// How long side B waited.
+        waited: Duration,
+    },
+
+    /// The receive side is owned by the callback thread, so direct receives are refused.
+    #[error("this side receives through its callback thread; direct receive is not available")]
+    ReceiverInUse,
+
+    /// A mapped segment holds a value that breaks the layout contract (see
+    /// [`Corruption`]): the segment is damaged, foreign, or written by a misbehaving peer.
+    #[error("corrupt or incompatible segment: {0}")]
+    Corrupt(#[from] Corruption),
+
+    /// An operating-system call failed.
+    #[error("{op} failed for `{name}`: {source}")]
+    Os {
+        /// What was being done (`shm_open`, `mmap`, `shm_unlink`, ...).
+        op: &'static str,
+        /// The segment or channel name involved.
+        name: String,
+        /// The underlying OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What exactly was wrong with a mapped segment. Each variant names the field and the
+/// offending values, so a corrupt segment can be diagnosed from the message alone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Corruption {
+    /// The mapping is smaller than the fixed header.
+    #[error("mapping of {len} bytes is smaller than the {needed}-byte header")]
+    MappingTooSmall {
+        /// The mapping's real length.
+        len: usize,
+        /// The header size.
+        needed: usize,
+    },
+    /// The magic number is not this transport's.
+    #[error("bad magic {found:#018x} (expected {expected:#018x})")]
+    BadMagic {
+        /// The value found.
+        found: u64,
+        /// The value this library writes.
+        expected: u64,
+    },
+    /// The layout version is not one this library speaks.
+    #[error("unsupported layout version {found} (this library speaks {supported})")]
+    UnsupportedVersion {
+        /// The version found.
+        found: u32,
+        /// The version this library writes and reads.
+        supported: u32,
+    },
+    /// The `ready` word holds neither "not ready" nor "ready".
+    #[error("bad ready word {found:#010x}")]
+    BadReady {
+        /// The value found.
+        found: u32,
+    },
+    /// A geometry field is out of range or inconsistent with the others.
+    #[error("header field `{field}` = {value} is invalid: {why}")]
+    Geometry {
+        /// The header field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// What rule it breaks.
+        why: &'static str,
+    },
+    /// The geometry in the header needs more bytes than the mapping has.
+    #[error("header describes {needed} bytes but the mapping has only {len}")]
+    GeometryExceedsMapping {
+        /// Bytes the header's geometry needs.
+        needed: u64,
+        /// The mapping's real length.
+        len: usize,
+    },
+    /// The two segments of one channel disagree (different generations or geometry).
+    #[error("the two segments disagree on `{field}`: {a2b} vs {b2a}")]
+    SegmentsDisagree {
+        /// The field that differs.
+        field: &'static str,
+        /// Its value in `<name>.fs.a2b`.
+        a2b: u64,
+        /// Its value in `<name>.fs.b2a`.
+        b2a: u64,
+    },
+    /// The head and tail indices are inconsistent (`tail > head`, `head - tail > count`,
+    /// or an index moved backwards).
+    #[error("indices out of range: head {head}, tail {tail}, slot count {count}")]
+    IndexOutOfRange {
+        /// The producer's index.
+        head: u64,
+        /// The consumer's index.
+        tail: u64,
+        /// The ring's slot count.
+        count: u64,
+    },
+    /// A slot's commit word is neither the expected "published" value nor the previous
+    /// lap's value.
+    #[error("slot for index {index} has commit word {found} (expected {expected} or {previous})")]
+    CommitWord {
+        /// The ring index being read.
+        index: u64,
+        /// The commit word found.
+        found: u64,
+        /// The value meaning "published".
+        expected: u64,
+        /// The value meaning "not yet published".
+        previous: u64,
+    },
+    /// A published slot claims a length above the slot size.
+    #[error("slot length {len} exceeds the slot size {slot_size}")]
+    SlotLength {
+        /// The length found.
+        len: u64,
+        /// The slot size.
+        slot_size: usize,
+    },
+}
+
+impl Error {
+    pub(crate) fn invalid(what: &'static str, why: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            what,
+            why: why.into(),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The optional receive thread: drains incoming messages in bursts and hands each to the
+//! user's callback; waits per the local poll interval when nothing arrived.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::sync::Ordering;
+use crate::transport::{Callback, Receiver};
+use crate::wait::{self, Timeout, Waiter};
+
+/// Owns the receiving half while the callback thread runs; stops and joins it on drop.
+pub(crate) struct ReceiveThread {
+    stop: Arc<AtomicBool>,
+    outcome: Arc<Mutex<Option<Error>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl ReceiveThread {
+    pub(crate) fn spawn(
+        mut receiver: Receiver,
+        burst: usize,
+        mut callback: Callback,
+    ) -> Result<ReceiveThread> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let outcome = Arc::new(Mutex::new(None));
+        let handle = std::thread::Builder::new()
+            .name(format!("shm-recv-{}", receiver.control().name()))
+            .spawn({
+                let stop = stop.clone();
+                let outcome = outcome.clone();
+                move || {
+                    wait::lower_timer_slack();
+                    if let Err(e) = run(&mut receiver, burst, &mut callback, &stop) {
+                        *outcome.lock() = Some(e);
+                    }
+                }
+            })
+            .map_err(|source| Error::Os {
+                op: "spawn receive thread",
+                name: String::new(),
+                source,
+            })?;
+        Ok(ReceiveThread {
+            stop,
+            outcome,
+            handle: Some(handle),
+        })
+    }
+
+    /// Whether the thread has ended (peer closed, corruption, or a panicking callback).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.handle.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// The error that ended the thread, if one did (taken: reported once).
+    pub(crate) fn take_error(&self) -> Option<Error> {
+        self.outcome.lock().take()
+    }
+}
+
+/// Drains until stopped. Ends with `Ok` when asked to stop or when the peer has closed and
+/// everything it sent was delivered; with `Err` on corruption.
+fn run(
+    receiver: &mut Receiver,
+    burst: usize,
+    callback: &mut Callback,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let mut waiter = Waiter::new(Timeout::Never);
+    // Relaxed: the flag only asks the loop to end; no data is published with it.
+    while !stop.load(Ordering::Relaxed) {
+        if receiver.drain(burst, &mut *callback)? > 0 {
+            continue;
+        }
+        if receiver.control().peer_closed() {
+            // Everything committed before the close is visible now; deliver it and end.
+            while receiver.drain(burst, &mut *callback)? > 0 {}
+            return Ok(());
+        }
+        receiver.idle(&mut waiter);
+    }
+    Ok(())
+}
+
+impl Drop for ReceiveThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            // A panic in the user's callback already ended the thread; nothing to add.
+            let _ = handle.join();
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! The single-producer/single-consumer ring protocol over a [`RingMemory`].
+//!
+//! Indices are 64-bit monotonic counters; the slot of index `i` is `i & (count - 1)`.
+//! Publication is per slot: the producer writes length and payload, then stores the slot's
+//! commit word `i + 1` (Release); the consumer polls the commit word of the slot it expects
+//! (Acquire). Only one cache line moves per message, and a message is visible only after
+//! its commit word, so a producer that dies mid-write publishes nothing half-written.
+//!
+//! Each side keeps its own index in process-local memory and mirrors it into the header.
+//! The producer reads the consumer's `tail` only when its cached copy says the ring is
+//! full (rtrb's cached-index habit); the consumer never reads `head` at all.
+//!
+//! Everything read from the memory is untrusted: commit words, lengths and the tail index
+//! are checked, and a bad value is a [`Corruption`] error, never an out-of-bounds access.
+
+use crate::error::{Corruption, Error, Result};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// Access to one ring's shared words and slot payloads.
+///
+/// # Safety
+/// Implementors guarantee that, for the lifetime of `&self`:
+/// - `slot_count()` is a non-zero power of two and never changes;
+/// - `commit(s)`, `len(s)` and the payload of slot `s` are valid for every
+///   `s < slot_count()`, each payload `slot_size()` bytes long and disjoint from every
+///   other slot and header word;
+/// - the payload accessors are sound whenever the caller upholds their own contract.
+pub(crate) unsafe trait RingMemory {
+    /// Number of slots (a power of two).
+    fn slot_count(&self) -> usize;
+    /// Payload bytes per slot.
+    fn slot_size(&self) -> usize;
+    /// The producer's mirrored index (stats, attach, liveness).
+    fn head(&self) -> &AtomicU64;
+    /// The producer's mirrored byte count.
+    fn head_bytes(&self) -> &AtomicU64;
+    /// The consumer's index: every slot below it is free for the producer.
+    fn tail(&self) -> &AtomicU64;
+    /// The consumer's mirrored byte count.
+    fn tail_bytes(&self) -> &AtomicU64;
+    /// Slot `slot`'s commit word.
+    fn commit(&self, slot: usize) -> &AtomicU64;
+    /// Slot `slot`'s length word.
+    fn len(&self, slot: usize) -> &AtomicU32;
+    /// Copies `src` to the start of slot `slot`'s payload.
+    ///
+    /// # Safety
+    /// The caller is the producer, owns the slot (reserved, not yet committed), and
+    /// `src.len() <= slot_size()`.
+    unsafe fn write_payload(&self, slot: usize, src: &[u8]);
+    /// The first `len` bytes of slot `slot`'s payload.
+    ///
+    /// # Safety
+    /// The caller is the consumer, the slot is published and not yet released (so the
+    /// producer does not write it while the borrow lives), and `len <= slot_size()`.
+    unsafe fn payload(&self, slot: usize, len: usize) -> &[u8];
+    /// Slot `slot`'s whole payload (`slot_size()` bytes) for an in-place write.
+    ///
+    /// # Safety
+    /// As for [`RingMemory::write_payload`]; the borrow ends before the slot is committed.
+    #[allow(clippy::mut_from_ref)] // the ring protocol, not `&self`, grants exclusivity
+    unsafe fn payload_mut(&self, slot: usize) -> &mut [u8];
+}
+
+/// The producer half of a ring. Only one may exist per ring.
+pub(crate) struct Producer<M: RingMemory> {
+    mem: M,
+    /// Next index to write. Local and authoritative; mirrored to `mem.head()`.
+    head: u64,
+    /// Last tail read from the memory. May be stale (then it is lower than the real one,
+    /// which only makes the ring look fuller). Invariant: `head - count <= cached_tail <= head`.
+    cached_tail: u64,
+    /// Payload bytes published so far; mirrored to `mem.head_bytes()`.
+    bytes: u64,
+    mask: u64,
+    count: u64,
+    slot_size: usize,
+}
+
+impl<M: RingMemory> Producer<M> {
+    /// A producer continuing at `head`, with the consumer known to be at `tail`.
+    /// The caller has checked `tail <= head <= tail + count`.
+    pub(crate) fn new(mem: M, head: u64, tail: u64, bytes: u64) -> Self {
+        let count = mem.slot_count() as u64;
+        debug_assert!(tail <= head && head - tail <= count);
+        Producer {
+            head,
+            cached_tail: tail,
+            bytes,
+            mask: count - 1,
+            count,
+            slot_size: mem.slot_size(),
+            mem,
+        }
+    }
+
+    /// The largest message this ring carries.
+    pub(crate) fn slot_size(&self) -> usize {
+        self.slot_size
+    }
+
+    /// Free slots, reading the consumer's tail only when the cached copy shows fewer than
+    /// `wanted`.
+    #[inline]
+    pub(crate) fn free_slots(&mut self, wanted: u64) -> Result<u64, Corruption> {
+        let free = self.count - (self.head - self.cached_tail);
+        if free >= wanted {
+            return Ok(free);
+        }
+        // SYNC POINT with the Release store of `tail` in `Consumer::release`: the
+        // consumer's reads of every slot below `tail` happen before we overwrite them.
+        let tail = self.mem.tail().load(Ordering::Acquire);
+        if tail < self.cached_tail || tail > self.head {
+            return Err(Corruption::IndexOutOfRange {
+                head: self.head,
+                tail,
+                count: self.count,
+            });
+        }
+        self.cached_tail = tail;
+        Ok(self.count - (self.head - tail))
+    }
+
+    /// Publishes `msg` if a slot is free. `Ok(false)` when the ring is full.
+    #[inline]
+    pub(crate) fn try_send(&mut self, msg: &[u8]) -> Result<bool> {
+        self.check_len(msg.len())?;
+        if self.free_slots(1)? == 0 {
+            return Ok(false);
+        }
+        self.mirror_head(1, msg.len() as u64);
+        self.write_and_commit(msg);
+        Ok(true)
+    }
+
+    /// Publishes as many of `msgs` as fit, in order, after one free-space check. Returns
+    /// how many were published. Every message is length-checked before any is published.
+    pub(crate) fn try_send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize> {
+        for msg in msgs {
+            self.check_len(msg.len())?;
+        }
+        let free = self.free_slots(msgs.len() as u64)?;
+        let n = msgs.len().min(free as usize);
+        let bytes = msgs[..n].iter().map(|m| m.len() as u64).sum();
+        self.mirror_head(n as u64, bytes);
+        for msg in &msgs[..n] {
+            self.write_and_commit(msg);
+        }
+        Ok(n)
+    }
+
+    /// If a slot is free, lets `write` fill its payload in place (all `slot_size` bytes,
+    /// holding whatever an earlier message left) and publishes the length it returns.
+    /// `Ok(false)` when the ring is full (then `write` is not called). A returned length
+    /// above the slot size publishes nothing and is [`Error::MessageTooLarge`].
+    pub(crate) fn try_send_with(&mut self, write: impl FnOnce(&mut [u8]) -> usize) -> Result<bool> {
+        if self.free_slots(1)? == 0 {
+            return Ok(false);
+        }
+        let slot = (self.head & self.mask) as usize;
+        // SAFETY: the slot at `head` is free (see `write_and_commit`) and we are the only
+        // producer; the borrow ends when `write` returns, before the commit.
+        let len = write(unsafe { self.mem.payload_mut(slot) });
+        self.check_len(len)?;
+        self.mirror_head(1, len as u64);
+        self.commit(len);
+        Ok(true)
+    }
+
+    #[inline]
+    fn check_len(&self, len: usize) -> Result<()> {
+        if len > self.slot_size {
+            return Err(Error::MessageTooLarge {
+                len,
+                slot_size: self.slot_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores the mirrored head and byte count for the `n` messages about to be committed.
+    /// They are stored *before* the commits, so whoever acquires a commit word (and then
+    /// the tail derived from it) never sees `head < tail`.
+    #[inline]
+    fn mirror_head(&mut self, n: u64, bytes: u64) {
+        self.bytes += bytes;
+        self.mem.head().store(self.head + n, Ordering::Relaxed);
+        self.mem.head_bytes().store(self.bytes, Ordering::Relaxed);
+    }
+
+    /// Writes `msg` into the slot at `head` and commits it. The caller checked space/length.
+    #[inline]
+    fn write_and_commit(&mut self, msg: &[u8]) {
+        let slot = (self.head & self.mask) as usize;
+        // SAFETY: `free_slots` showed the slot at `head` is free (the consumer released it,
+        // and acquired-before-reuse per the SYNC POINT there), we are the only producer,
+        // and `check_len` bounded `msg.len()` by the slot size.
+        unsafe { self.mem.write_payload(slot, msg) };
+        self.commit(msg.len());
+    }
+
+    #[inline]
+    fn commit(&mut self, len: usize) {
+        let slot = (self.head & self.mask) as usize;
+        self.mem.len(slot).store(len as u32, Ordering::Relaxed);
+        // SYNC POINT with the Acquire load of the commit word in `Consumer::peek`: the
+        // length and payload written above are visible to a consumer that sees `head + 1`.
+        self.mem
+            .commit(slot)
+            .store(self.head + 1, Ordering::Release);
+        self.head += 1;
+    }
+}
+
+/// The consumer half of a ring. Only one may exist per ring.
+pub(crate) struct Consumer<M: RingMemory> {
+    mem: M,
+    /// Next index to read. Local and authoritative; published to `mem.tail()` on release.
+    tail: u64,
+    /// Payload bytes consumed so far; mirrored to `mem.tail_bytes()`.
+    bytes: u64,
+    mask: u64,
+    count: u64,
+    slot_size: usize,
+}
+
+impl<M: RingMemory> Consumer<M> {
+    /// A consumer continuing at `tail`.
+    pub(crate) fn new(mem: M, tail: u64, bytes: u64) -> Self {
+        let count = mem.slot_count() as u64;
+        Consumer {
+            tail,
+            bytes,
+            mask: count - 1,
+            count,
+            slot_size: mem.slot_size(),
+            mem,
+        }
+    }
+
+    /// The memory this consumer reads.
+    #[cfg(test)]
+    pub(crate) fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    /// Length of the message `ahead` places after the next one, if it is published.
+    /// `ahead` must be below the slot count.
+    #[inline]
+    pub(crate) fn peek(&self, ahead: u64) -> Result<Option<usize>, Corruption> {
+        debug_assert!(ahead < self.count);
+        let index = self.tail + ahead;
+        let slot = (index & self.mask) as usize;
+        let expected = index + 1;
+        // SYNC POINT with the Release store of the commit word in `Producer::commit`.
+        let found = self.mem.commit(slot).load(Ordering::Acquire);
+        if found == expected {
+            let len = self.mem.len(slot).load(Ordering::Relaxed);
+            if len as usize > self.slot_size {
+                return Err(Corruption::SlotLength {
+                    len: len.into(),
+                    slot_size: self.slot_size,
+                });
+            }
+            return Ok(Some(len as usize));
+        }
+        // Not yet published: the slot must still hold the previous lap's word.
+        let previous = expected.saturating_sub(self.count);
+        if found == previous {
+            Ok(None)
+        } else {
+            Err(Corruption::CommitWord {
+                index,
+                found,
+                expected,
+                previous,
+            })
+        }
+    }
+
+    /// The payload of the message `ahead` places after the next one.
+    ///
+    /// # Safety
+    /// `peek(ahead)` returned `Some(len)` and nothing has been released since.
+    #[inline]
+    pub(crate) unsafe fn payload(&self, ahead: u64, len: usize) -> &[u8] {
+        let slot = ((self.tail + ahead) & self.mask) as usize;
+        // SAFETY: the caller saw the slot published (`peek`), it is not released, and
+        // `peek` checked `len <= slot_size`.
+        unsafe { self.mem.payload(slot, len) }
+    }
+
+    /// Marks the next `n` messages (of `bytes` payload bytes in all) consumed and hands
+    /// their slots back to the producer.
+    #[inline]
+    pub(crate) fn release(&mut self, n: u64, bytes: u64) {
+        debug_assert!(n <= self.count);
+        self.tail += n;
+        self.bytes += bytes;
+        self.mem.tail_bytes().store(self.bytes, Ordering::Relaxed);
+        // SYNC POINT with the Acquire load of `tail` in `Producer::free_slots`: our reads
+        // of the released slots happen before the producer reuses them.
+        self.mem.tail().store(self.tail, Ordering::Release);
+    }
+
+    /// Reads up to `max` published messages in place, calling `f` on each, then releases
+    /// them all at once. Returns how many were read.
+    pub(crate) fn drain(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<usize, Corruption> {
+        let max = (max as u64).min(self.count);
+        let mut n = 0;
+        let mut bytes = 0;
+        while n < max {
+            let Some(len) = self.peek(n)? else { break };
+            // SAFETY: `peek(n)` returned `Some(len)` and nothing was released since.
+            f(unsafe { self.payload(n, len) });
+            bytes += len as u64;
+            n += 1;
+        }
+        if n > 0 {
+            self.release(n, bytes);
+        }
+        Ok(n as usize)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::region::Region;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    fn ring(slot_size: usize, slot_count: usize) -> (Producer<Region>, Consumer<Region>) {
+        let region = Region::heap(slot_size, slot_count).unwrap();
+        (
+            Producer::new(region.clone(), 0, 0, 0),
+            Consumer::new(region, 0, 0),
+        )
+    }
+
+    fn recv(c: &mut Consumer<Region>) -> Option<Vec<u8>> {
+        let mut out = None;
+        c.drain(1, |m| out = Some(m.to_vec())).unwrap();
+        out
+    }
+
+    #[test]
+    fn wraps_around_many_laps() {
+        let (mut p, mut c) = ring(8, 4);
+        for i in 0..100u8 {
+            let msg = vec![i; (i % 9) as usize];
+            assert!(p.try_send(&msg).unwrap());
+            assert_eq!(recv(&mut c).unwrap(), msg);
+        }
+        assert_eq!(recv(&mut c), None);
+    }
+
+    #[test]
+    fn full_ring_refuses_then_accepts_after_release() {
+        let (mut p, mut c) = ring(8, 4);
+        for i in 0..4u8 {
+            assert!(p.try_send(&[i]).unwrap());
+        }
+        assert!(!p.try_send(&[9]).unwrap());
+        assert_eq!(recv(&mut c).unwrap(), vec![0]);
+        assert!(p.try_send(&[4]).unwrap());
+        let mut got = vec![];
+        assert_eq!(c.drain(10, |m| got.push(m[0])).unwrap(), 4);
+        assert_eq!(got, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn batch_send_fills_only_free_slots_and_checks_lengths_first() {
+        let (mut p, mut c) = ring(4, 4);
+        let msgs: Vec<&[u8]> = vec![b"a", b"bb", b"ccc", b"dddd", b"e"];
+        assert_eq!(p.try_send_batch(&msgs).unwrap(), 4);
+        assert!(matches!(
+            p.try_send_batch(&[b"x", b"too long"]),
+            Err(Error::MessageTooLarge {
+                len: 8,
+                slot_size: 4
+            })
+        ));
+        let mut got = vec![];
+        c.drain(usize::MAX, |m| got.push(m.to_vec())).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                b"a".to_vec(),
+                b"bb".to_vec(),
+                b"ccc".to_vec(),
+                b"dddd".to_vec()
+            ]
+        );
+    }
+
+    #[test]
+    fn oversized_message_is_refused_and_nothing_published() {
+        let (mut p, mut c) = ring(4, 4);
+        assert!(matches!(
+            p.try_send(&[0; 5]),
+            Err(Error::MessageTooLarge {
+                len: 5,
+                slot_size: 4
+            })
+        ));
+        assert_eq!(recv(&mut c), None);
+        assert!(p.try_send(&[1; 4]).unwrap());
+        assert_eq!(recv(&mut c).unwrap(), vec![1; 4]);
+    }
+
+    #[test]
+    fn corrupt_commit_word_and_length_are_errors() {
+        let (mut p, c) = ring(8, 4);
+        c.memory().commit(0).store(77, Ordering::Relaxed);
+        assert!(matches!(
+            c.peek(0),
+            Err(Corruption::CommitWord {
+                index: 0,
+                found: 77,
+                ..
+            })
+        ));
+        c.memory().commit(0).store(0, Ordering::Relaxed);
+        assert!(p.try_send(b"hi").unwrap());
+        c.memory().len(0).store(9, Ordering::Relaxed);
+        assert!(matches!(
+            c.peek(0),
+            Err(Corruption::SlotLength {
+                len: 9,
+                slot_size: 8
+            })
+        ));
+    }
+
+    #[test]
+    fn send_with_writes_in_place_and_rejects_overlong_lengths() {
+        let (mut p, mut c) = ring(8, 2);
+        assert!(p
+            .try_send_with(|buf| {
+                assert_eq!(buf.len(), 8);
+                buf[..3].copy_from_slice(b"abc");
+                3
+            })
+            .unwrap());
+        assert!(matches!(
+            p.try_send_with(|_| 9),
+            Err(Error::MessageTooLarge { len: 9, .. })
+        ));
+        assert_eq!(recv(&mut c).unwrap(), b"abc");
+        assert_eq!(recv(&mut c), None, "the overlong write published nothing");
+        assert!(p.try_send(b"x").unwrap());
+        assert!(p.try_send(b"y").unwrap());
+        let mut called = false;
+        assert!(!p
+            .try_send_with(|_| {
+                called = true;
+                0
+            })
+            .unwrap());
+        assert!(!called, "a full ring does not call the writer");
+    }
+
+    #[test]
+    fn tail_out_of_range_is_an_error() {
+        let (mut p, c) = ring(8, 2);
+        assert!(p.try_send(b"1").unwrap());
+        assert!(p.try_send(b"2").unwrap());
+        c.memory().tail().store(5, Ordering::Relaxed); // ahead of head
+        assert!(matches!(
+            p.try_send(b"3"),
+            Err(Error::Corrupt(Corruption::IndexOutOfRange { .. }))
+        ));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Send(Vec<u8>),
+        Batch(Vec<Vec<u8>>),
+        Recv,
+        Drain(usize),
+    }
+
+    fn op(slot_size: usize) -> impl Strategy<Value = Op> {
+        let msg = prop::collection::vec(any::<u8>(), 0..=slot_size);
+        prop_oneof![
+            msg.clone().prop_map(Op::Send),
+            prop::collection::vec(msg, 0..6).prop_map(Op::Batch),
+            Just(Op::Recv),
+            (0usize..10).prop_map(Op::Drain),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of sends and receives matches a bounded VecDeque model.
+        #[test]
+        fn matches_vecdeque_model(count_log in 0u32..4, ops in prop::collection::vec(op(24), 0..200)) {
+            let count = 1usize << count_log;
+            let (mut p, mut c) = ring(24, count);
+            let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+            for op in ops {
+                match op {
+                    Op::Send(m) => {
+                        let sent = p.try_send(&m).unwrap();
+                        prop_assert_eq!(sent, model.len() < count);
+                        if sent { model.push_back(m); }
+                    }
+                    Op::Batch(ms) => {
+                        let refs: Vec<&[u8]> = ms.iter().map(|m| m.as_slice()).collect();
+                        let n = p.try_send_batch(&refs).unwrap();
+                        prop_assert_eq!(n, ms.len().min(count - model.len()));
+                        model.extend(ms.into_iter().take(n));
+                    }
+                    Op::Recv => prop_assert_eq!(recv(&mut c), model.pop_front()),
+                    Op::Drain(max) => {
+                        let mut got = vec![];
+                        let n = c.drain(max, |m| got.push(m.to_vec())).unwrap();
+                        let want: Vec<Vec<u8>> = model.drain(..max.min(model.len())).collect();
+                        prop_assert_eq!(n, want.len());
+                        prop_assert_eq!(got, want);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,861 @@
+//! The duplex channel: side A creates it, side B opens it; each side sends on one ring and
+//! receives on the other, with per-side poll intervals, stats and shutdown.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Corruption, Error, Result};
+use crate::layout::{self, Geometry, HeaderInit, Readiness, Validated, HEADER_SIZE, MAX_POLL_US};
+use crate::receiver::ReceiveThread;
+use crate::region::{header_of, Region};
+use crate::ring::{Consumer, Producer, RingMemory};
+use crate::segment::{self, Direction, Segment};
+use crate::sync::{AtomicU32, Ordering};
+use crate::wait::{Timeout, Waiter};
+
+/// Default payload bytes per slot.
+pub const DEFAULT_SLOT_SIZE: usize = 1024;
+/// Default number of slots per direction.
+pub const DEFAULT_SLOT_COUNT: usize = 64;
+/// Default number of messages the receive thread hands to the callback per loop.
+pub const DEFAULT_BURST: usize = 64;
+/// How often side B looks for side A while it waits in [`ChannelBuilder::open`].
+const OPEN_RETRY: Duration = Duration::from_millis(1);
+
+/// Which end of a channel this process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The creator: writes `<name>.fs.a2b`, reads `<name>.fs.b2a`.
+    A = 0,
+    /// The opener: writes `<name>.fs.b2a`, reads `<name>.fs.a2b`.
+    B = 1,
+}
+
+impl Side {
+    fn peer(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+/// The callback the receive thread calls for each incoming message; the slice is valid
+/// only during the call.
+pub type Callback = Box<dyn FnMut(&[u8]) + Send + 'static>;
+
+/// Configures and then creates (side A) or opens (side B) a [`Channel`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use capnp_shm_transport::Channel;
+///
+/// let mut a = Channel::builder("demo").slot_size(256).slot_count(64).create()?;
+/// let mut b = Channel::builder("demo").open_timeout(Duration::from_secs(5)).open()?;
+/// a.send(b"hello", Duration::from_secs(1))?;
+/// assert_eq!(&*b.recv(Duration::from_secs(1))?, b"hello");
+/// # Ok::<(), capnp_shm_transport::Error>(())
+/// ```
+pub struct ChannelBuilder {
+    name: String,
+    slot_size: usize,
+    slot_count: usize,
+    poll_interval: Duration,
+    open_timeout: Timeout,
+    callback: Option<Callback>,
+    burst: usize,
+}
+
+impl ChannelBuilder {
+    /// Payload bytes per slot, the largest message (side A only; B reads it from A).
+    /// Default [`DEFAULT_SLOT_SIZE`].
+    pub fn slot_size(mut self, bytes: usize) -> Self {
+        self.slot_size = bytes;
+        self
+    }
+
+    /// Slots per direction, a power of two (side A only). Default [`DEFAULT_SLOT_COUNT`].
+    /// Small rings (16) give the lowest latency, large ones the best throughput.
+    pub fn slot_count(mut self, count: usize) -> Self {
+        self.slot_count = count;
+        self
+    }
+
+    /// This side's initial poll interval: zero busy-spins when idle (lowest latency, one
+    /// core at 100%), anything else sleeps that long per idle round (microsecond
+    /// granularity, at most one second). Default zero.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// How long [`ChannelBuilder::open`] waits for side A (side B only). Default 5 s.
+    pub fn open_timeout(mut self, timeout: impl Into<Timeout>) -> Self {
+        self.open_timeout = timeout.into();
+        self
+    }
+
+    /// Receive through a thread that calls `callback` for each incoming message, in
+    /// bursts of up to [`ChannelBuilder::burst`]. Direct receives are then refused.
+    pub fn on_receive(mut self, callback: impl FnMut(&[u8]) + Send + 'static) -> Self {
+        self.callback = Some(Box::new(callback));
+        self
+    }
+
+    /// Messages the receive thread drains per loop before releasing their slots.
+    /// Default [`DEFAULT_BURST`].
+    pub fn burst(mut self, messages: usize) -> Self {
+        self.burst = messages;
+        self
+    }
+
+    /// Side A: removes any stale segments of this name, creates both fresh (mode 0600),
+    /// writes their headers and marks them ready last.
+    pub fn create(self) -> Result<Channel> {
+        segment::validate_name(&self.name)?;
+        let geometry = Geometry::new(self.slot_size, self.slot_count)?;
+        let poll_us = poll_to_us(self.poll_interval)?;
+        check_burst(self.burst)?;
+        let len = usize::try_from(geometry.segment_len())
+            .map_err(|_| Error::invalid("slot_count", "segment too large for this platform"))?;
+        remove_channel(&self.name)?;
+        let generation = fresh_generation();
+        let mut regions = Vec::with_capacity(2);
+        let mut segments = Vec::with_capacity(2);
+        for direction in [Direction::AToB, Direction::BToA] {
+            let seg_name = direction.segment_name(&self.name);
+            let segment = Arc::new(Segment::create(&seg_name, len)?);
+            segments.push(segment.clone());
+            let region = Region::over_segment(segment, geometry);
+            layout::initialize(
+                region.header(),
+                &HeaderInit {
+                    geometry,
+                    direction,
+                    generation,
+                    creator_pid: std::process::id(),
+                    poll_us: [poll_us, 0],
+                },
+            );
+            regions.push(region);
+        }
+        let b2a = regions.pop().expect("two regions");
+        let a2b = regions.pop().expect("two regions");
+        let link = Link {
+            side: Side::A,
+            name: self.name.clone(),
+            generation,
+            a2b,
+            b2a,
+            segments: [segments[0].clone(), segments[1].clone()],
+        };
+        link.outgoing()
+            .header()
+            .producer
+            .pid
+            .store(std::process::id(), Ordering::Relaxed);
+        link.incoming()
+            .header()
+            .consumer
+            .pid
+            .store(std::process::id(), Ordering::Relaxed);
+        Channel::assemble(link, self.callback, self.burst)
+    }
+
+    /// Side B: waits up to the open timeout for side A's segments, validates both headers
+    /// fully, and attaches. Never creates or truncates anything.
+    pub fn open(self) -> Result<Channel> {
+        segment::validate_name(&self.name)?;
+        let poll_us = poll_to_us(self.poll_interval)?;
+        check_burst(self.burst)?;
+        let started = Instant::now();
+        let deadline = match self.open_timeout {
+            Timeout::Immediate => Some(started),
+            Timeout::After(d) => Some(started + d),
+            Timeout::Never => None,
+        };
+        let link = loop {
+            let last_problem = match try_attach(&self.name)? {
+                Attach::Attached(link) => break link,
+                Attach::NotYet => None,
+                Attach::Disagree(c) => Some(c),
+            };
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(match last_problem {
+                    Some(c) => Error::Corrupt(c),
+                    None => Error::NotFound {
+                        name: self.name,
+                        waited: started.elapsed(),
+                    },
+                });
+            }
+            std::thread::sleep(OPEN_RETRY);
+        };
+        let me = Side::B as usize;
+        link.set_control_word(|c| &c.closed[me], 0);
+        link.set_control_word(|c| &c.poll_us[me], poll_us);
+        link.outgoing()
+            .header()
+            .producer
+            .pid
+            .store(std::process::id(), Ordering::Relaxed);
+        link.incoming()
+            .header()
+            .consumer
+            .pid
+            .store(std::process::id(), Ordering::Relaxed);
+        Channel::assemble(link, self.callback, self.burst)
+    }
+}
+
+enum Attach {
+    Attached(Link),
+    NotYet,
+    Disagree(Corruption),
+}
+
+/// One attempt by side B to map and validate both segments.
+fn try_attach(name: &str) -> Result<Attach> {
+    let mut found = Vec::with_capacity(2);
+    for direction in [Direction::AToB, Direction::BToA] {
+        let seg_name = direction.segment_name(name);
+        let Some(segment) = Segment::open(&seg_name)? else {
+            return Ok(Attach::NotYet);
+        };
+        let len = segment.len();
+        if len < HEADER_SIZE {
+            return Err(Corruption::MappingTooSmall {
+                len,
+                needed: HEADER_SIZE,
+            }
+            .into());
+        }
+        let header = header_of(&segment);
+        if layout::readiness(header, len)? == Readiness::NotYet {
+            return Ok(Attach::NotYet);
+        }
+        let validated = layout::validate(header, len, direction)?;
+        found.push((Arc::new(segment), validated));
+    }
+    let (b2a, vb) = found.pop().expect("two segments");
+    let (a2b, va) = found.pop().expect("two segments");
+    if let Some(c) = disagreement(&va, &vb) {
+        return Ok(Attach::Disagree(c));
+    }
+    Ok(Attach::Attached(Link {
+        side: Side::B,
+        name: name.to_string(),
+        generation: va.generation,
+        a2b: Region::over_segment(a2b.clone(), va.geometry),
+        b2a: Region::over_segment(b2a.clone(), vb.geometry),
+        segments: [a2b, b2a],
+    }))
+}
+
+fn disagreement(a2b: &Validated, b2a: &Validated) -> Option<Corruption> {
+    let fields = [
+        ("generation", a2b.generation, b2a.generation),
+        (
+            "slot_size",
+            a2b.geometry.slot_size as u64,
+            b2a.geometry.slot_size as u64,
+        ),
+        (
+            "slot_count",
+            a2b.geometry.slot_count as u64,
+            b2a.geometry.slot_count as u64,
+        ),
+    ];
+    fields
+        .into_iter()
+        .find(|(_, x, y)| x != y)
+        .map(|(field, a2b, b2a)| Corruption::SegmentsDisagree { field, a2b, b2a })
+}
+
+/// Removes both segments of channel `name`. Returns `true` when at least one existed.
+pub fn remove_channel(name: &str) -> Result<bool> {
+    segment::validate_name(name)?;
+    let a = segment::remove(&Direction::AToB.segment_name(name))?;
+    let b = segment::remove(&Direction::BToA.segment_name(name))?;
+    Ok(a || b)
+}
+
+fn poll_to_us(interval: Duration) -> Result<u32> {
+    let us = interval.as_micros();
+    if us > MAX_POLL_US as u128 {
+        return Err(Error::invalid(
+            "poll_interval",
+            format!("{interval:?} is above the limit of {MAX_POLL_US} µs"),
+        ));
+    }
+    Ok(us as u32)
+}
+
+fn check_burst(burst: usize) -> Result<()> {
+    if burst == 0 {
+        return Err(Error::invalid("burst", "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// A generation id that differs between creations, even of the same name by the same pid.
+fn fresh_generation() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() | 1 // never 0, which reads as "no generation"
+}
+
+/// What both halves of a channel share: the two regions and the control words.
+/// Dropping the last handle marks this side closed and, for side A, removes the segments.
+struct Link {
+    side: Side,
+    name: String,
+    generation: u64,
+    a2b: Region,
+    b2a: Region,
+    /// The mapped segments, a2b then b2a (side A removes them on drop).
+    segments: [Arc<Segment>; 2],
+}
+
+impl Link {
+    fn outgoing(&self) -> &Region {
+        match self.side {
+            Side::A => &self.a2b,
+            Side::B => &self.b2a,
+        }
+    }
+    fn incoming(&self) -> &Region {
+        match self.side {
+            Side::A => &self.b2a,
+            Side::B => &self.a2b,
+        }
+    }
+    /// The control block read by both sides (the a2b copy).
+    fn control(&self) -> &layout::ControlBlock {
+        &self.a2b.header().control
+    }
+    /// Writes a control word in both headers (they mirror each other).
+    fn set_control_word(&self, word: impl Fn(&layout::ControlBlock) -> &AtomicU32, value: u32) {
+        for region in [&self.b2a, &self.a2b] {
+            // SYNC POINT (closed flags) with the Acquire load in `peer_closed`: messages
+            // committed before we close are visible to a peer that sees the flag.
+            word(&region.header().control).store(value, Ordering::Release);
+        }
+    }
+    fn local_poll(&self) -> &AtomicU32 {
+        &self.control().poll_us[self.side as usize]
+    }
+    fn peer_closed(&self) -> bool {
+        self.control().closed[self.side.peer() as usize].load(Ordering::Acquire) != 0
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.set_control_word(|c| &c.closed[self.side as usize], 1);
+        if self.side == Side::A {
+            for segment in &self.segments {
+                segment.remove_if_same();
+            }
+        }
+    }
+}
+
+/// Live settings and statistics of a channel, shared by [`Channel`], [`Sender`] and
+/// [`Receiver`]. Cheap to clone; changes take effect at each side's next idle wait.
+#[derive(Clone)]
+pub struct Control {
+    link: Arc<Link>,
+}
+
+impl Control {
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        &self.link.name
+    }
+    /// Whether this process is side A (the creator).
+    pub fn is_creator(&self) -> bool {
+        self.link.side == Side::A
+    }
+    /// Which side this process is.
+    pub fn side(&self) -> Side {
+        self.link.side
+    }
+    /// The creation generation shared by both segments.
+    pub fn generation(&self) -> u64 {
+        self.link.generation
+    }
+    /// Payload bytes per slot: the largest message.
+    pub fn slot_size(&self) -> usize {
+        self.link.outgoing().geometry().slot_size
+    }
+    /// Slots per direction.
+    pub fn slot_count(&self) -> usize {
+        self.link.outgoing().geometry().slot_count
+    }
+    /// This side's poll interval (zero = busy spin).
+    pub fn local_poll_interval(&self) -> Duration {
+        self.poll_of(self.link.side)
+    }
+    /// The peer's poll interval.
+    pub fn remote_poll_interval(&self) -> Duration {
+        self.poll_of(self.link.side.peer())
+    }
+    /// Changes this side's poll interval (zero = busy spin; at most one second).
+    pub fn set_local_poll_interval(&self, interval: Duration) -> Result<()> {
+        self.set_poll_of(self.link.side, interval)
+    }
+    /// Asks the peer to change its poll interval; it applies at the peer's next idle wait.
+    pub fn set_remote_poll_interval(&self, interval: Duration) -> Result<()> {
+        self.set_poll_of(self.link.side.peer(), interval)
+    }
+    /// Whether the peer has shut down.
+    pub fn peer_closed(&self) -> bool {
+        self.link.peer_closed()
+    }
+    /// A snapshot of both directions' counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            outgoing: DirectionStats::read(
+                self.link.outgoing(),
+                self.link.control(),
+                self.link.side,
+            ),
+            incoming: DirectionStats::read(
+                self.link.incoming(),
+                self.link.control(),
+                self.link.side.peer(),
+            ),
+        }
+    }
+
+    fn poll_of(&self, side: Side) -> Duration {
+        let us = self.link.control().poll_us[side as usize].load(Ordering::Relaxed);
+        Duration::from_micros(us.min(MAX_POLL_US).into())
+    }
+    fn set_poll_of(&self, side: Side, interval: Duration) -> Result<()> {
+        let us = poll_to_us(interval)?;
+        self.link
+            .set_control_word(|c| &c.poll_us[side as usize], us);
+        Ok(())
+    }
+}
+
+/// Counters of one direction, read from its header (an advisory snapshot: the two
+/// sides update them concurrently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectionStats {
+    /// Payload bytes per slot.
+    pub slot_size: usize,
+    /// Slots in the ring.
+    pub slot_count: usize,
+    /// Slots published and not yet released.
+    pub used_slots: usize,
+    /// Whether the writing side of this direction has shut down.
+    pub producer_closed: bool,
+    /// Messages published so far.
+    pub messages_sent: u64,
+    /// Payload bytes published so far.
+    pub bytes_sent: u64,
+    /// Messages consumed so far.
+    pub messages_received: u64,
+    /// Payload bytes consumed so far.
+    pub bytes_received: u64,
+}
+
+impl DirectionStats {
+    fn read(region: &Region, control: &layout::ControlBlock, producer: Side) -> DirectionStats {
+        let h = region.header();
+        let g = region.geometry();
+        // Tail first: the producer stores head before the commits that let tail move, so
+        // head read after tail is never below it in a well-behaved channel. Values from a
+        // misbehaving peer are clamped into range rather than trusted.
+        let tail = h.consumer.tail.load(Ordering::Acquire);
+        let head = h.producer.head.load(Ordering::Relaxed);
+        DirectionStats {
+            slot_size: g.slot_size,
+            slot_count: g.slot_count,
+            used_slots: head.saturating_sub(tail).min(g.slot_count as u64) as usize,
+            producer_closed: control.closed[producer as usize].load(Ordering::Relaxed) != 0,
+            messages_sent: head,
+            bytes_sent: h.producer.bytes.load(Ordering::Relaxed),
+            messages_received: tail,
+            bytes_received: h.consumer.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Both directions' counters, as seen from this side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// The ring this side writes.
+    pub outgoing: DirectionStats,
+    /// The ring this side reads.
+    pub incoming: DirectionStats,
+}
+
+/// The sending half: publishes messages on this side's outgoing ring.
+pub struct Sender {
+    control: Control,
+    producer: Producer<Region>,
+}
+
+impl Sender {
+    /// Sends `msg` (0..=slot_size bytes), waiting for a free slot up to `timeout`.
+    ///
+    /// Errors: [`Error::MessageTooLarge`] (nothing published), [`Error::Timeout`],
+    /// [`Error::Closed`] when the peer has shut down while we wait for space (a send that
+    /// finds a free slot succeeds even if the peer is gone), [`Error::Corrupt`].
+    #[inline]
+    pub fn send(&mut self, msg: &[u8], timeout: impl Into<Timeout>) -> Result<()> {
+        if self.producer.try_send(msg)? {
+            return Ok(());
+        }
+        self.wait_for_space(timeout.into(), 1)?;
+        let sent = self.producer.try_send(msg)?;
+        debug_assert!(sent, "space was seen and only we produce");
+        Ok(())
+    }
+
+    /// Sends as many of `msgs` as fit after one free-space check, waiting up to `timeout`
+    /// for at least one free slot. Returns how many were sent (a prefix of `msgs`). Every
+    /// length is checked before anything is published.
+    pub fn send_batch(&mut self, msgs: &[&[u8]], timeout: impl Into<Timeout>) -> Result<usize> {
+        if msgs.is_empty() {
+            return Ok(0);
+        }
+        let n = self.producer.try_send_batch(msgs)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        self.wait_for_space(timeout.into(), 1)?;
+        self.producer.try_send_batch(msgs)
+    }
+
+    /// Sends a message written in place: `write` gets the next free slot's whole payload
+    /// (`slot_size` bytes, holding stale bytes from earlier messages) and returns how many
+    /// bytes it wrote, which are then published. Waits up to `timeout` for a free slot.
+    /// A length above the slot size publishes nothing and is [`Error::MessageTooLarge`].
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let mut ch = capnp_shm_transport::Channel::builder("x").create()?;
+    /// ch.sender().send_with(Duration::from_millis(1), |slot| {
+    ///     slot[..5].copy_from_slice(b"hello");
+    ///     5
+    /// })?;
+    /// # Ok::<(), capnp_shm_transport::Error>(())
+    /// ```
+    pub fn send_with(
+        &mut self,
+        timeout: impl Into<Timeout>,
+        write: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<()> {
+        let mut write = Some(write);
+        let mut call = |buf: &mut [u8]| (write.take().expect("called once"))(buf);
+        if self.producer.try_send_with(&mut call)? {
+            return Ok(());
+        }
+        self.wait_for_space(timeout.into(), 1)?;
+        let sent = self.producer.try_send_with(&mut call)?;
+        debug_assert!(sent, "space was seen and only we produce");
+        Ok(())
+    }
+
+    /// The largest message this side can send.
+    pub fn max_message_len(&self) -> usize {
+        self.producer.slot_size()
+    }
+
+    /// Live settings and statistics.
+    pub fn control(&self) -> &Control {
+        &self.control
+    }
+
+    #[cold]
+    fn wait_for_space(&mut self, timeout: Timeout, wanted: u64) -> Result<()> {
+        let link = &self.control.link;
+        let mut waiter = Waiter::new(timeout);
+        loop {
+            if link.peer_closed() {
+                return Err(Error::Closed);
+            }
+            if !waiter.idle(link.local_poll()) {
+                return Err(Error::Timeout { full: true });
+            }
+            if self.producer.free_slots(wanted)? >= wanted {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The receiving half: reads messages from this side's incoming ring.
+pub struct Receiver {
+    control: Control,
+    consumer: Consumer<Region>,
+}
+
+impl Receiver {
+    /// Waits up to `timeout` for the next message and lends it in place: the guard derefs
+    /// to the payload bytes, and dropping it releases the slot to the peer.
+    ///
+    /// Errors: [`Error::Timeout`], [`Error::Closed`] once the peer has shut down and every
+    /// message it sent has been read, [`Error::Corrupt`].
+    #[inline]
+    pub fn recv(&mut self, timeout: impl Into<Timeout>) -> Result<RecvGuard<'_>> {
+        let len = match self.consumer.peek(0)? {
+            Some(len) => len,
+            None => self.wait_for_message(timeout.into())?,
+        };
+        Ok(RecvGuard {
+            consumer: &mut self.consumer,
+            len,
+        })
+    }
+
+    /// Like [`Receiver::recv`], but copies the message into `buf` (replacing its
+    /// contents) and releases the slot at once. Returns the message length.
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>, timeout: impl Into<Timeout>) -> Result<usize> {
+        let msg = self.recv(timeout)?;
+        buf.clear();
+        buf.extend_from_slice(&msg);
+        Ok(msg.len())
+    }
+
+    /// Waits up to `timeout` for at least one message, then hands up to `max` published
+    /// messages to `f` in order and releases all their slots at once. Returns how many.
+    pub fn recv_batch(
+        &mut self,
+        max: usize,
+        timeout: impl Into<Timeout>,
+        f: impl FnMut(&[u8]),
+    ) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        if self.consumer.peek(0)?.is_none() {
+            self.wait_for_message(timeout.into())?;
+        }
+        Ok(self.consumer.drain(max, f)?)
+    }
+
+    /// Reads up to `max` messages that are already published, without waiting.
+    pub(crate) fn drain(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize> {
+        Ok(self.consumer.drain(max, f)?)
+    }
+
+    /// Live settings and statistics.
+    pub fn control(&self) -> &Control {
+        &self.control
+    }
+
+    /// Waits for the next message; returns its length.
+    #[cold]
+    fn wait_for_message(&mut self, timeout: Timeout) -> Result<usize> {
+        let link = &self.control.link;
+        let mut waiter = Waiter::new(timeout);
+        loop {
+            if link.peer_closed() {
+                // The peer stored the flag after its last commit (Release/Acquire), so
+                // one more look finds every message it sent.
+                return self.consumer.peek(0)?.ok_or(Error::Closed);
+            }
+            if !waiter.idle(link.local_poll()) {
+                return Err(Error::Timeout { full: false });
+            }
+            if let Some(len) = self.consumer.peek(0)? {
+                return Ok(len);
+            }
+        }
+    }
+
+    /// Waits one idle round per this side's poll interval (used by the receive thread).
+    pub(crate) fn idle(&self, waiter: &mut Waiter) {
+        waiter.idle(self.control.link.local_poll());
+    }
+}
+
+/// A received message, borrowed in place from its slot. Derefs to the payload; dropping
+/// it releases the slot so the peer can reuse it.
+pub struct RecvGuard<'a> {
+    consumer: &'a mut Consumer<Region>,
+    len: usize,
+}
+
+impl Deref for RecvGuard<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `recv` saw the slot published with this length (`peek(0)`), and it is
+        // released only when the guard drops, so the producer does not touch it meanwhile.
+        unsafe { self.consumer.payload(0, self.len) }
+    }
+}
+
+impl Drop for RecvGuard<'_> {
+    fn drop(&mut self) {
+        self.consumer.release(1, self.len as u64);
+    }
+}
+
+/// One side of a duplex channel: send on one ring, receive on the other (directly, or
+/// through a callback thread).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use capnp_shm_transport::Channel;
+///
+/// // Process A:
+/// let mut a = Channel::builder("orders").slot_size(512).create()?;
+/// a.send(b"ping", Duration::from_millis(100))?;
+/// // Process B:
+/// let mut b = Channel::builder("orders").open()?;
+/// let msg = b.recv(Duration::from_secs(1))?;
+/// assert_eq!(&*msg, b"ping");
+/// # Ok::<(), capnp_shm_transport::Error>(())
+/// ```
+pub struct Channel {
+    receive_thread: Option<ReceiveThread>,
+    receiver: Option<Receiver>,
+    sender: Sender,
+}
+
+impl Channel {
+    /// Starts configuring channel `name` (1..=248 bytes, no '/').
+    pub fn builder(name: impl Into<String>) -> ChannelBuilder {
+        ChannelBuilder {
+            name: name.into(),
+            slot_size: DEFAULT_SLOT_SIZE,
+            slot_count: DEFAULT_SLOT_COUNT,
+            poll_interval: Duration::ZERO,
+            open_timeout: Timeout::After(Duration::from_secs(5)),
+            callback: None,
+            burst: DEFAULT_BURST,
+        }
+    }
+
+    fn assemble(link: Link, callback: Option<Callback>, burst: usize) -> Result<Channel> {
+        let out = link.outgoing().clone();
+        let inc = link.incoming().clone();
+        let (head, tail, head_bytes) = attach_producer(&out)?;
+        let consumer_start = attach_consumer(&inc)?;
+        let control = Control {
+            link: Arc::new(link),
+        };
+        let sender = Sender {
+            control: control.clone(),
+            producer: Producer::new(out, head, tail, head_bytes),
+        };
+        let receiver = Receiver {
+            control,
+            consumer: Consumer::new(inc, consumer_start.0, consumer_start.1),
+        };
+        let (receiver, receive_thread) = match callback {
+            None => (Some(receiver), None),
+            Some(cb) => (None, Some(ReceiveThread::spawn(receiver, burst, cb)?)),
+        };
+        Ok(Channel {
+            receive_thread,
+            receiver,
+            sender,
+        })
+    }
+
+    /// Sends `msg`; see [`Sender::send`].
+    #[inline]
+    pub fn send(&mut self, msg: &[u8], timeout: impl Into<Timeout>) -> Result<()> {
+        self.sender.send(msg, timeout)
+    }
+
+    /// Sends several messages with one free-space check; see [`Sender::send_batch`].
+    pub fn send_batch(&mut self, msgs: &[&[u8]], timeout: impl Into<Timeout>) -> Result<usize> {
+        self.sender.send_batch(msgs, timeout)
+    }
+
+    /// Receives in place; see [`Receiver::recv`]. [`Error::ReceiverInUse`] when a
+    /// callback thread receives for this side.
+    #[inline]
+    pub fn recv(&mut self, timeout: impl Into<Timeout>) -> Result<RecvGuard<'_>> {
+        self.receiver_mut()?.recv(timeout)
+    }
+
+    /// Receives into `buf`; see [`Receiver::recv_into`].
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>, timeout: impl Into<Timeout>) -> Result<usize> {
+        self.receiver_mut()?.recv_into(buf, timeout)
+    }
+
+    /// Receives up to `max` messages with one release; see [`Receiver::recv_batch`].
+    pub fn recv_batch(
+        &mut self,
+        max: usize,
+        timeout: impl Into<Timeout>,
+        f: impl FnMut(&[u8]),
+    ) -> Result<usize> {
+        self.receiver_mut()?.recv_batch(max, timeout, f)
+    }
+
+    /// Live settings and statistics (poll intervals, stats, peer state).
+    pub fn control(&self) -> &Control {
+        self.sender.control()
+    }
+
+    /// The sending half, for calls only it has (such as [`Sender::send_with`]).
+    pub fn sender(&mut self) -> &mut Sender {
+        &mut self.sender
+    }
+
+    /// Whether a receive thread was started and is still running. It ends when the peer
+    /// closes (after delivering everything the peer sent), on corruption, or if the
+    /// callback panics.
+    pub fn receive_thread_running(&self) -> bool {
+        self.receive_thread
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
+
+    /// The error that ended the receive thread, if one did (reported once).
+    pub fn take_receive_error(&self) -> Option<Error> {
+        self.receive_thread
+            .as_ref()
+            .and_then(ReceiveThread::take_error)
+    }
+
+    /// Splits the channel into halves that can move to different threads. Fails with
+    /// [`Error::ReceiverInUse`] when a callback thread owns the receiving half.
+    pub fn split(mut self) -> Result<(Sender, Receiver)> {
+        let receiver = self.receiver.take().ok_or(Error::ReceiverInUse)?;
+        let Channel { sender, .. } = self;
+        Ok((sender, receiver))
+    }
+
+    fn receiver_mut(&mut self) -> Result<&mut Receiver> {
+        self.receiver.as_mut().ok_or(Error::ReceiverInUse)
+    }
+}
+
+/// Where this side's producer continues: head and tail (validated) and the byte count.
+fn attach_producer(region: &Region) -> Result<(u64, u64, u64)> {
+    let h = region.header();
+    let count = region.slot_count() as u64;
+    let tail = h.consumer.tail.load(Ordering::Acquire);
+    let head = h.producer.head.load(Ordering::Relaxed);
+    layout::check_indices(head, tail, count)?;
+    Ok((head, tail, h.producer.bytes.load(Ordering::Relaxed)))
+}
+
+/// Where this side's consumer continues: tail and byte count.
+fn attach_consumer(region: &Region) -> Result<(u64, u64)> {
+    let h = region.header();
+    Ok((
+        h.consumer.tail.load(Ordering::Relaxed),
+        h.consumer.bytes.load(Ordering::Relaxed),
+    ))
+}
