@@ -46,7 +46,6 @@
 
 mod sync;
 
-#[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
 mod layout;
@@ -62,7 +61,6 @@ mod transport;
 #[cfg(not(loom))]
 mod wait;
 
-#[cfg(not(loom))]
 pub use error::{Corruption, Error, Result};
 #[cfg(not(loom))]
 pub use layout::{Geometry, MAX_POLL_US, MAX_SLOT_COUNT, MAX_SLOT_SIZE};
