@@ -1,0 +1,48 @@
+//! Helpers shared by the integration tests: unique channel names and cleanup guards.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A channel name unique to this process and call site, removed (both segments) when the
+/// guard drops, so a failing test leaves nothing in /dev/shm.
+pub struct TestName(pub String);
+
+impl TestName {
+    pub fn new(test: &str) -> TestName {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("cst-{test}-{}-{n}", std::process::id());
+        let _ = capnp_shm_transport::remove_channel(&name);
+        TestName(name)
+    }
+
+    pub fn path(&self, suffix: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from("/dev/shm").join(format!("{}{suffix}", self.0))
+    }
+}
+
+impl std::ops::Deref for TestName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for TestName {
+    fn drop(&mut self) {
+        let _ = capnp_shm_transport::remove_channel(&self.0);
+    }
+}
+
+/// Deterministic message `i` of a stream: a length in `0..=max_len` and bytes derived
+/// from `i`, so a receiver can check loss, duplication, reordering and contents.
+pub fn message(stream: u64, i: u64, max_len: usize, buf: &mut Vec<u8>) {
+    let mut x = (i ^ stream.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 29;
+    let len = (x % (max_len as u64 + 1)) as usize;
+    buf.clear();
+    buf.extend((0..len).map(|j| (x >> ((j % 8) * 8)) as u8 ^ j as u8));
+    if len >= 8 {
+        buf[..8].copy_from_slice(&i.to_le_bytes());
+    }
+}
