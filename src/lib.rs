@@ -73,3 +73,8 @@ pub use transport::{
 };
 #[cfg(not(loom))]
 pub use wait::{lower_timer_slack, Timeout};
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
