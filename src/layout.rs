@@ -82,7 +82,8 @@ pub(crate) struct ProducerBlock {
     pub bytes: AtomicU64,
     /// Process id of the producer.
     pub pid: AtomicU32,
-    /// Reserved for the blocking wake-up word (zero in version 1).
+    /// Non-zero while the producer sleeps on this futex word waiting for a free slot; the
+    /// consumer clears it and wakes the producer after releasing slots.
     pub wait: AtomicU32,
     /// Reserved for the liveness heartbeat (zero in version 1).
     pub heartbeat: AtomicU64,
@@ -98,7 +99,8 @@ pub(crate) struct ConsumerBlock {
     pub bytes: AtomicU64,
     /// Process id of the consumer.
     pub pid: AtomicU32,
-    /// Reserved for the blocking wake-up word (zero in version 1).
+    /// Non-zero while the consumer sleeps on this futex word waiting for a message; the
+    /// producer clears it and wakes the consumer after publishing.
     pub wait: AtomicU32,
     /// Reserved for the liveness heartbeat (zero in version 1).
     pub heartbeat: AtomicU64,
@@ -112,7 +114,7 @@ pub(crate) struct ControlBlock {
     pub poll_us: [AtomicU32; 2],
     /// Non-zero once that side has shut down.
     pub closed: [AtomicU32; 2],
-    /// Reserved for each side's wait mode (zero in version 1).
+    /// Each side's wait mode: 0 = poll (spin or sleep per `poll_us`), 1 = block (futex).
     pub wait_mode: [AtomicU32; 2],
 }
 
@@ -206,6 +208,7 @@ pub(crate) struct HeaderInit {
     pub generation: u64,
     pub creator_pid: u32,
     pub poll_us: [u32; 2],
+    pub wait_mode: [u32; 2],
 }
 
 /// Fills a zeroed header, storing `ready` last with Release.
@@ -225,6 +228,7 @@ pub(crate) fn initialize(header: &Header, init: &HeaderInit) {
     id.segment_len.store(g.segment_len(), Ordering::Relaxed);
     for side in 0..2 {
         header.control.poll_us[side].store(init.poll_us[side], Ordering::Relaxed);
+        header.control.wait_mode[side].store(init.wait_mode[side], Ordering::Relaxed);
     }
     // SYNC POINT with the Acquire load of `ready` in `readiness`: every field above is
     // visible to an opener that sees READY.

@@ -48,6 +48,8 @@ mod sync;
 
 mod error;
 #[cfg(not(loom))]
+mod futex;
+#[cfg(not(loom))]
 mod layout;
 #[cfg(not(loom))]
 mod receiver;
@@ -72,7 +74,7 @@ pub use transport::{
     RecvGuard, Sender, Side, Stats, DEFAULT_BURST, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE,
 };
 #[cfg(not(loom))]
-pub use wait::{lower_timer_slack, Timeout};
+pub use wait::{lower_timer_slack, Timeout, WaitMode, SLEEP_SLICE, SPIN_PHASE, YIELDS};
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
+use crate::region::Region;
 use crate::sync::Ordering;
 use crate::transport::{Callback, Receiver};
 use crate::wait::{self, Timeout, Waiter};
@@ -15,6 +16,8 @@ use crate::wait::{self, Timeout, Waiter};
 /// Owns the receiving half while the callback thread runs; stops and joins it on drop.
 pub(crate) struct ReceiveThread {
     stop: Arc<AtomicBool>,
+    /// The ring the thread reads; its consumer wait word is where the thread sleeps.
+    incoming: Region,
     outcome: Arc<Mutex<Option<Error>>>,
     handle: Option<JoinHandle<()>>,
 }
@@ -26,6 +29,7 @@ impl ReceiveThread {
         mut callback: Callback,
     ) -> Result<ReceiveThread> {
         let stop = Arc::new(AtomicBool::new(false));
+        let incoming = receiver.incoming_region();
         let outcome = Arc::new(Mutex::new(None));
         let handle = std::thread::Builder::new()
             .name(format!("shm-recv-{}", receiver.control().name()))
@@ -46,6 +50,7 @@ impl ReceiveThread {
             })?;
         Ok(ReceiveThread {
             stop,
+            incoming,
             outcome,
             handle: Some(handle),
         })
@@ -74,6 +79,7 @@ fn run(
     // Relaxed: the flag only asks the loop to end; no data is published with it.
     while !stop.load(Ordering::Relaxed) {
         if receiver.drain(burst, &mut *callback)? > 0 {
+            waiter.reset();
             continue;
         }
         if receiver.control().peer_closed() {
@@ -81,7 +87,7 @@ fn run(
             while receiver.drain(burst, &mut *callback)? > 0 {}
             return Ok(());
         }
-        receiver.idle(&mut waiter);
+        receiver.idle(&mut waiter, || stop.load(Ordering::Relaxed));
     }
     Ok(())
 }
@@ -89,6 +95,8 @@ fn run(
 impl Drop for ReceiveThread {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // The thread may sleep on its futex word: wake it so it sees the flag.
+        wait::wake_all(&self.incoming.header().consumer.wait);
         if let Some(handle) = self.handle.take() {
             // A panic in the user's callback already ended the thread; nothing to add.
             let _ = handle.join();

@@ -76,6 +76,7 @@ impl Region {
                 generation: 1,
                 creator_pid: std::process::id(),
                 poll_us: [0, 0],
+                wait_mode: [0, 0],
             },
         );
         Ok(region)

@@ -99,6 +99,19 @@ impl<M: RingMemory> Producer<M> {
         self.slot_size
     }
 
+    /// The memory this producer writes.
+    pub(crate) fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    /// Whether the shared tail shows a free slot, without updating the cache: a cheap
+    /// re-check for a waiter about to sleep. A corrupt tail reads as "free" so the caller's
+    /// real check ([`Producer::free_slots`]) reports it.
+    pub(crate) fn space_visible(&self) -> bool {
+        let tail = self.mem.tail().load(Ordering::Acquire);
+        self.head.wrapping_sub(tail) < self.count
+    }
+
     /// Free slots, reading the consumer's tail only when the cached copy shows fewer than
     /// `wanted`.
     #[inline]
@@ -239,7 +252,6 @@ impl<M: RingMemory> Consumer<M> {
     }
 
     /// The memory this consumer reads.
-    #[cfg(test)]
     pub(crate) fn memory(&self) -> &M {
         &self.mem
     }

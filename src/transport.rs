@@ -14,7 +14,7 @@ use crate::region::{header_of, Region};
 use crate::ring::{Consumer, Producer, RingMemory};
 use crate::segment::{self, Direction, Segment};
 use crate::sync::{AtomicU32, Ordering};
-use crate::wait::{Timeout, Waiter};
+use crate::wait::{self, Policy, Timeout, WaitMode, Waiter};
 
 /// Default payload bytes per slot.
 pub const DEFAULT_SLOT_SIZE: usize = 1024;
@@ -64,6 +64,8 @@ pub struct ChannelBuilder {
     slot_size: usize,
     slot_count: usize,
     poll_interval: Duration,
+    wait_mode: Option<WaitMode>,
+    sleep_slice: Duration,
     open_timeout: Timeout,
     callback: Option<Callback>,
     burst: usize,
@@ -84,11 +86,29 @@ impl ChannelBuilder {
         self
     }
 
-    /// This side's initial poll interval: zero busy-spins when idle (lowest latency, one
-    /// core at 100%), anything else sleeps that long per idle round (microsecond
-    /// granularity, at most one second). Default zero.
+    /// This side's initial poll interval, used in [`WaitMode::Poll`]: zero busy-spins when
+    /// idle (lowest latency, one core at 100%), anything else sleeps that long per idle
+    /// round (microsecond granularity, at most one second). Default zero. Setting it
+    /// selects [`WaitMode::Poll`] unless [`ChannelBuilder::wait_mode`] says otherwise.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
+        self.wait_mode.get_or_insert(WaitMode::Poll);
+        self
+    }
+
+    /// In [`WaitMode::Block`], the longest single futex sleep before a waiter re-checks on
+    /// its own (it is normally woken by the peer long before). Bounds how long a wake-up
+    /// missed during a live mode switch can delay a message. Default [`wait::SLEEP_SLICE`]
+    /// (50 ms); at least 1 ms.
+    pub fn sleep_slice(mut self, slice: Duration) -> Self {
+        self.sleep_slice = slice;
+        self
+    }
+
+    /// How this side waits when idle. Default [`WaitMode::Block`] (spin briefly, then
+    /// sleep on a futex until woken), or [`WaitMode::Poll`] once a poll interval is set.
+    pub fn wait_mode(mut self, mode: WaitMode) -> Self {
+        self.wait_mode = Some(mode);
         self
     }
 
@@ -118,6 +138,7 @@ impl ChannelBuilder {
         segment::validate_name(&self.name)?;
         let geometry = Geometry::new(self.slot_size, self.slot_count)?;
         let poll_us = poll_to_us(self.poll_interval)?;
+        let mode = self.wait_mode.unwrap_or_default() as u32;
         check_burst(self.burst)?;
         let len = usize::try_from(geometry.segment_len())
             .map_err(|_| Error::invalid("slot_count", "segment too large for this platform"))?;
@@ -138,13 +159,16 @@ impl ChannelBuilder {
                     generation,
                     creator_pid: std::process::id(),
                     poll_us: [poll_us, 0],
+                    wait_mode: [mode, 0],
                 },
             );
             regions.push(region);
         }
         let b2a = regions.pop().expect("two regions");
         let a2b = regions.pop().expect("two regions");
+        check_slice(self.sleep_slice)?;
         let link = Link {
+            sleep_slice: self.sleep_slice,
             side: Side::A,
             name: self.name.clone(),
             generation,
@@ -170,7 +194,9 @@ impl ChannelBuilder {
     pub fn open(self) -> Result<Channel> {
         segment::validate_name(&self.name)?;
         let poll_us = poll_to_us(self.poll_interval)?;
+        let mode = self.wait_mode.unwrap_or_default() as u32;
         check_burst(self.burst)?;
+        check_slice(self.sleep_slice)?;
         let started = Instant::now();
         let deadline = match self.open_timeout {
             Timeout::Immediate => Some(started),
@@ -178,7 +204,7 @@ impl ChannelBuilder {
             Timeout::Never => None,
         };
         let link = loop {
-            let last_problem = match try_attach(&self.name)? {
+            let last_problem = match try_attach(&self.name, self.sleep_slice)? {
                 Attach::Attached(link) => break link,
                 Attach::NotYet => None,
                 Attach::Disagree(c) => Some(c),
@@ -197,6 +223,7 @@ impl ChannelBuilder {
         let me = Side::B as usize;
         link.set_control_word(|c| &c.closed[me], 0);
         link.set_control_word(|c| &c.poll_us[me], poll_us);
+        link.set_control_word(|c| &c.wait_mode[me], mode);
         link.outgoing()
             .header()
             .producer
@@ -218,7 +245,7 @@ enum Attach {
 }
 
 /// One attempt by side B to map and validate both segments.
-fn try_attach(name: &str) -> Result<Attach> {
+fn try_attach(name: &str, sleep_slice: Duration) -> Result<Attach> {
     let mut found = Vec::with_capacity(2);
     for direction in [Direction::AToB, Direction::BToA] {
         let seg_name = direction.segment_name(name);
@@ -246,6 +273,7 @@ fn try_attach(name: &str) -> Result<Attach> {
         return Ok(Attach::Disagree(c));
     }
     Ok(Attach::Attached(Link {
+        sleep_slice,
         side: Side::B,
         name: name.to_string(),
         generation: va.generation,
@@ -294,6 +322,16 @@ fn poll_to_us(interval: Duration) -> Result<u32> {
     Ok(us as u32)
 }
 
+fn check_slice(slice: Duration) -> Result<()> {
+    if slice < Duration::from_millis(1) {
+        return Err(Error::invalid(
+            "sleep_slice",
+            format!("{slice:?} is below 1 ms"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_burst(burst: usize) -> Result<()> {
     if burst == 0 {
         return Err(Error::invalid("burst", "must be at least 1"));
@@ -316,6 +354,8 @@ fn fresh_generation() -> u64 {
 /// What both halves of a channel share: the two regions and the control words.
 /// Dropping the last handle marks this side closed and, for side A, removes the segments.
 struct Link {
+    /// Longest single futex sleep of this side's waiters (process-local setting).
+    sleep_slice: Duration,
     side: Side,
     name: String,
     generation: u64,
@@ -350,8 +390,25 @@ impl Link {
             word(&region.header().control).store(value, Ordering::Release);
         }
     }
-    fn local_poll(&self) -> &AtomicU32 {
-        &self.control().poll_us[self.side as usize]
+    /// How this side idles while waiting on `wait_word`.
+    fn policy<'a>(&'a self, wait_word: &'a AtomicU32) -> Policy<'a> {
+        let me = self.side as usize;
+        Policy {
+            mode: &self.control().wait_mode[me],
+            poll_us: &self.control().poll_us[me],
+            wait_word,
+            sleep_slice: self.sleep_slice,
+        }
+    }
+    fn peer_mode(&self) -> &AtomicU32 {
+        &self.control().wait_mode[self.side.peer() as usize]
+    }
+    /// Wakes every futex sleeper of either side (after a close or a mode change).
+    fn wake_everyone(&self) {
+        for region in [&self.a2b, &self.b2a] {
+            wait::wake_all(&region.header().producer.wait);
+            wait::wake_all(&region.header().consumer.wait);
+        }
     }
     fn peer_closed(&self) -> bool {
         self.control().closed[self.side.peer() as usize].load(Ordering::Acquire) != 0
@@ -361,6 +418,7 @@ impl Link {
 impl Drop for Link {
     fn drop(&mut self) {
         self.set_control_word(|c| &c.closed[self.side as usize], 1);
+        self.wake_everyone();
         if self.side == Side::A {
             for segment in &self.segments {
                 segment.remove_if_same();
@@ -417,6 +475,22 @@ impl Control {
     pub fn set_remote_poll_interval(&self, interval: Duration) -> Result<()> {
         self.set_poll_of(self.link.side.peer(), interval)
     }
+    /// This side's wait mode.
+    pub fn local_wait_mode(&self) -> WaitMode {
+        self.mode_of(self.link.side)
+    }
+    /// The peer's wait mode.
+    pub fn remote_wait_mode(&self) -> WaitMode {
+        self.mode_of(self.link.side.peer())
+    }
+    /// Changes this side's wait mode; a waiter sleeping now is woken to apply it.
+    pub fn set_local_wait_mode(&self, mode: WaitMode) {
+        self.set_mode_of(self.link.side, mode);
+    }
+    /// Asks the peer to change its wait mode; a peer sleeping now is woken to apply it.
+    pub fn set_remote_wait_mode(&self, mode: WaitMode) {
+        self.set_mode_of(self.link.side.peer(), mode);
+    }
     /// Whether the peer has shut down.
     pub fn peer_closed(&self) -> bool {
         self.link.peer_closed()
@@ -445,7 +519,16 @@ impl Control {
         let us = poll_to_us(interval)?;
         self.link
             .set_control_word(|c| &c.poll_us[side as usize], us);
+        self.link.wake_everyone();
         Ok(())
+    }
+    fn mode_of(&self, side: Side) -> WaitMode {
+        WaitMode::from_word(self.link.control().wait_mode[side as usize].load(Ordering::Relaxed))
+    }
+    fn set_mode_of(&self, side: Side, mode: WaitMode) {
+        self.link
+            .set_control_word(|c| &c.wait_mode[side as usize], mode as u32);
+        self.link.wake_everyone();
     }
 }
 
@@ -516,13 +599,20 @@ impl Sender {
     /// finds a free slot succeeds even if the peer is gone), [`Error::Corrupt`].
     #[inline]
     pub fn send(&mut self, msg: &[u8], timeout: impl Into<Timeout>) -> Result<()> {
-        if self.producer.try_send(msg)? {
-            return Ok(());
+        if !self.producer.try_send(msg)? {
+            self.wait_for_space(timeout.into(), 1)?;
+            let sent = self.producer.try_send(msg)?;
+            debug_assert!(sent, "space was seen and only we produce");
         }
-        self.wait_for_space(timeout.into(), 1)?;
-        let sent = self.producer.try_send(msg)?;
-        debug_assert!(sent, "space was seen and only we produce");
+        self.wake_consumer();
         Ok(())
+    }
+
+    /// Wakes the peer's consumer if it sleeps on a futex (one Relaxed load otherwise).
+    #[inline]
+    fn wake_consumer(&self) {
+        let word = &self.producer.memory().header().consumer.wait;
+        wait::wake_sleeper(self.control.link.peer_mode(), word);
     }
 
     /// Sends as many of `msgs` as fit after one free-space check, waiting up to `timeout`
@@ -532,12 +622,13 @@ impl Sender {
         if msgs.is_empty() {
             return Ok(0);
         }
-        let n = self.producer.try_send_batch(msgs)?;
-        if n > 0 {
-            return Ok(n);
+        let mut n = self.producer.try_send_batch(msgs)?;
+        if n == 0 {
+            self.wait_for_space(timeout.into(), 1)?;
+            n = self.producer.try_send_batch(msgs)?;
         }
-        self.wait_for_space(timeout.into(), 1)?;
-        self.producer.try_send_batch(msgs)
+        self.wake_consumer();
+        Ok(n)
     }
 
     /// Sends a message written in place: `write` gets the next free slot's whole payload
@@ -561,12 +652,12 @@ impl Sender {
     ) -> Result<()> {
         let mut write = Some(write);
         let mut call = |buf: &mut [u8]| (write.take().expect("called once"))(buf);
-        if self.producer.try_send_with(&mut call)? {
-            return Ok(());
+        if !self.producer.try_send_with(&mut call)? {
+            self.wait_for_space(timeout.into(), 1)?;
+            let sent = self.producer.try_send_with(&mut call)?;
+            debug_assert!(sent, "space was seen and only we produce");
         }
-        self.wait_for_space(timeout.into(), 1)?;
-        let sent = self.producer.try_send_with(&mut call)?;
-        debug_assert!(sent, "space was seen and only we produce");
+        self.wake_consumer();
         Ok(())
     }
 
@@ -583,12 +674,15 @@ impl Sender {
     #[cold]
     fn wait_for_space(&mut self, timeout: Timeout, wanted: u64) -> Result<()> {
         let link = &self.control.link;
+        let region = self.producer.memory().clone();
+        let policy = link.policy(&region.header().producer.wait);
         let mut waiter = Waiter::new(timeout);
         loop {
             if link.peer_closed() {
                 return Err(Error::Closed);
             }
-            if !waiter.idle(link.local_poll()) {
+            let producer = &self.producer;
+            if !waiter.idle(&policy, || producer.space_visible() || link.peer_closed()) {
                 return Err(Error::Timeout { full: true });
             }
             if self.producer.free_slots(wanted)? >= wanted {
@@ -617,7 +711,7 @@ impl Receiver {
             None => self.wait_for_message(timeout.into())?,
         };
         Ok(RecvGuard {
-            consumer: &mut self.consumer,
+            receiver: self,
             len,
         })
     }
@@ -645,12 +739,35 @@ impl Receiver {
         if self.consumer.peek(0)?.is_none() {
             self.wait_for_message(timeout.into())?;
         }
-        Ok(self.consumer.drain(max, f)?)
+        self.drain(max, f)
     }
 
     /// Reads up to `max` messages that are already published, without waiting.
     pub(crate) fn drain(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize> {
-        Ok(self.consumer.drain(max, f)?)
+        let n = self.consumer.drain(max, f)?;
+        if n > 0 {
+            self.wake_producer();
+        }
+        Ok(n)
+    }
+
+    /// Releases the next message's slot (after a [`RecvGuard`]).
+    #[inline]
+    fn release_one(&mut self, len: usize) {
+        self.consumer.release(1, len as u64);
+        self.wake_producer();
+    }
+
+    /// Wakes the peer's producer if it sleeps waiting for space (one Relaxed load otherwise).
+    #[inline]
+    fn wake_producer(&self) {
+        let word = &self.consumer.memory().header().producer.wait;
+        wait::wake_sleeper(self.control.link.peer_mode(), word);
+    }
+
+    /// The region whose consumer wait word this receiver sleeps on.
+    pub(crate) fn incoming_region(&self) -> Region {
+        self.consumer.memory().clone()
     }
 
     /// Live settings and statistics.
@@ -661,15 +778,14 @@ impl Receiver {
     /// Waits for the next message; returns its length.
     #[cold]
     fn wait_for_message(&mut self, timeout: Timeout) -> Result<usize> {
-        let link = &self.control.link;
         let mut waiter = Waiter::new(timeout);
         loop {
-            if link.peer_closed() {
+            if self.control.link.peer_closed() {
                 // The peer stored the flag after its last commit (Release/Acquire), so
                 // one more look finds every message it sent.
                 return self.consumer.peek(0)?.ok_or(Error::Closed);
             }
-            if !waiter.idle(link.local_poll()) {
+            if !self.idle(&mut waiter, || false) {
                 return Err(Error::Timeout { full: false });
             }
             if let Some(len) = self.consumer.peek(0)? {
@@ -678,16 +794,22 @@ impl Receiver {
         }
     }
 
-    /// Waits one idle round per this side's poll interval (used by the receive thread).
-    pub(crate) fn idle(&self, waiter: &mut Waiter) {
-        waiter.idle(self.control.link.local_poll());
+    /// Waits one idle round per this side's wait mode. Before a futex sleep it re-checks
+    /// for a message, the peer's close, and `also` (the receive thread's stop flag).
+    pub(crate) fn idle(&self, waiter: &mut Waiter, also: impl FnOnce() -> bool) -> bool {
+        let link = &self.control.link;
+        let policy = link.policy(&self.consumer.memory().header().consumer.wait);
+        let consumer = &self.consumer;
+        waiter.idle(&policy, || {
+            !matches!(consumer.peek(0), Ok(None)) || link.peer_closed() || also()
+        })
     }
 }
 
 /// A received message, borrowed in place from its slot. Derefs to the payload; dropping
 /// it releases the slot so the peer can reuse it.
 pub struct RecvGuard<'a> {
-    consumer: &'a mut Consumer<Region>,
+    receiver: &'a mut Receiver,
     len: usize,
 }
 
@@ -696,13 +818,13 @@ impl Deref for RecvGuard<'_> {
     fn deref(&self) -> &[u8] {
         // SAFETY: `recv` saw the slot published with this length (`peek(0)`), and it is
         // released only when the guard drops, so the producer does not touch it meanwhile.
-        unsafe { self.consumer.payload(0, self.len) }
+        unsafe { self.receiver.consumer.payload(0, self.len) }
     }
 }
 
 impl Drop for RecvGuard<'_> {
     fn drop(&mut self) {
-        self.consumer.release(1, self.len as u64);
+        self.receiver.release_one(self.len);
     }
 }
 
@@ -736,6 +858,8 @@ impl Channel {
             slot_size: DEFAULT_SLOT_SIZE,
             slot_count: DEFAULT_SLOT_COUNT,
             poll_interval: Duration::ZERO,
+            wait_mode: None,
+            sleep_slice: wait::SLEEP_SLICE,
             open_timeout: Timeout::After(Duration::from_secs(5)),
             callback: None,
             burst: DEFAULT_BURST,

@@ -1,15 +1,24 @@
-//! How an idle side waits: busy spin or sleep for the poll interval, always bounded by a
-//! deadline.
+//! How an idle side waits, always bounded by a deadline: busy spin, sleep for the poll
+//! interval, or block on a futex until the peer wakes it.
 //!
-//! Poll interval 0 spins with a spin-loop hint and no system call; the clock is read only
-//! every [`SPINS_PER_CLOCK_CHECK`] spins. A non-zero interval sleeps that long per idle
-//! round. Note that `nanosleep` rounds up by the thread's timer slack (50 µs by default
-//! on Linux), so on a stock system a 1 µs interval really sleeps 60–75 µs; the receive
-//! thread lowers its own slack to 1 ns (`PR_SET_TIMERSLACK`), and [`lower_timer_slack`]
-//! does the same for a caller's thread.
+//! [`WaitMode::Poll`] is the reference design: poll interval 0 spins with a spin-loop hint
+//! and no system call (the clock is read every [`SPINS_PER_CLOCK_CHECK`] spins); a non-zero
+//! interval sleeps that long per idle round. `nanosleep` rounds up by the thread's timer
+//! slack (50 µs by default on Linux), so a 1 µs interval really sleeps 60–75 µs on a stock
+//! system; the receive thread lowers its own slack to 1 ns (`PR_SET_TIMERSLACK`), and
+//! [`lower_timer_slack`] does the same for a caller's thread.
+//!
+//! [`WaitMode::Block`] removes the trade-off between idle CPU and latency with an
+//! eventcount: the idle side spins for [`SPIN_PHASE`], yields [`YIELDS`] times, then
+//! announces itself in its wait word, issues a SeqCst fence, re-checks, and sleeps in
+//! `FUTEX_WAIT` (in slices of at most [`SLEEP_SLICE`]). The other side, after publishing or
+//! releasing, issues one fence and loads the word, and calls `FUTEX_WAKE` only when
+//! someone sleeps ([`wake_sleeper`]). Either the sleeper's re-check sees the new message or
+//! the waker sees the announcement: the two fences forbid both missing each other.
 
 use std::time::{Duration, Instant};
 
+use crate::futex;
 use crate::layout::MAX_POLL_US;
 use crate::sync::{AtomicU32, Ordering};
 
@@ -38,8 +47,59 @@ impl From<Duration> for Timeout {
     }
 }
 
-/// Spins between two reads of the clock in busy-spin mode.
+/// How a side waits when it has nothing to do. Per side, stored in both headers, and
+/// changeable live for either side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitMode {
+    /// The reference design: busy-spin when the poll interval is zero, else sleep for the
+    /// poll interval per idle round.
+    Poll = 0,
+    /// Spin briefly, yield, then sleep on a futex until the peer wakes it: near-zero idle
+    /// CPU, and no system call while traffic flows.
+    #[default]
+    Block = 1,
+}
+
+impl WaitMode {
+    /// Decodes a header word; any value other than 1 reads as `Poll`, which never sleeps
+    /// longer than the (clamped) poll interval, so a scribbled word cannot hang a waiter.
+    pub(crate) fn from_word(word: u32) -> WaitMode {
+        if word == WaitMode::Block as u32 {
+            WaitMode::Block
+        } else {
+            WaitMode::Poll
+        }
+    }
+}
+
+/// Spins between two reads of the clock while spinning.
 pub const SPINS_PER_CLOCK_CHECK: u32 = 64;
+/// How long a blocking waiter spins before it yields.
+pub const SPIN_PHASE: Duration = Duration::from_micros(20);
+/// How many times a blocking waiter yields before it sleeps on the futex.
+pub const YIELDS: u32 = 8;
+/// Default longest single futex sleep; the waiter then re-checks (peer state, mode
+/// changes). See `ChannelBuilder::sleep_slice`.
+pub const SLEEP_SLICE: Duration = Duration::from_millis(50);
+
+/// The shared words that decide how one waiter idles.
+pub(crate) struct Policy<'a> {
+    /// This side's [`WaitMode`] word.
+    pub mode: &'a AtomicU32,
+    /// This side's poll interval in µs.
+    pub poll_us: &'a AtomicU32,
+    /// The word this waiter announces itself in and sleeps on.
+    pub wait_word: &'a AtomicU32,
+    /// Longest single futex sleep before re-checking.
+    pub sleep_slice: Duration,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Spin,
+    Yield,
+    Sleep,
+}
 
 /// One wait's state. The deadline is computed lazily, so a call that finds its ring ready
 /// at once never reads the clock.
@@ -47,6 +107,9 @@ pub(crate) struct Waiter {
     timeout: Timeout,
     deadline: Option<Instant>,
     spins: u32,
+    phase: Phase,
+    idle_since: Option<Instant>,
+    yields: u32,
 }
 
 impl Waiter {
@@ -55,27 +118,92 @@ impl Waiter {
             timeout,
             deadline: None,
             spins: 0,
+            phase: Phase::Spin,
+            idle_since: None,
+            yields: 0,
         }
     }
 
-    /// Waits one idle round per the poll interval in `poll_us` (read afresh each round, so
-    /// a change takes effect at once). Returns `false` once the deadline has passed.
+    /// Starts the backoff over (after work was found), keeping the deadline.
+    pub(crate) fn reset(&mut self) {
+        self.phase = Phase::Spin;
+        self.idle_since = None;
+        self.yields = 0;
+    }
+
+    /// Waits one idle round per the policy's words (read afresh each round, so a change
+    /// takes effect at once). `ready` re-checks the condition waited for (including
+    /// shutdown) right before a futex sleep. Returns `false` once the deadline has passed.
     #[inline]
-    pub(crate) fn idle(&mut self, poll_us: &AtomicU32) -> bool {
+    pub(crate) fn idle(&mut self, policy: &Policy<'_>, ready: impl FnOnce() -> bool) -> bool {
+        match WaitMode::from_word(policy.mode.load(Ordering::Relaxed)) {
+            WaitMode::Poll => self.idle_poll(policy.poll_us),
+            WaitMode::Block => self.idle_block(policy.wait_word, policy.sleep_slice, ready),
+        }
+    }
+
+    fn idle_poll(&mut self, poll_us: &AtomicU32) -> bool {
         let poll = poll_us.load(Ordering::Relaxed).min(MAX_POLL_US);
         if poll == 0 {
-            std::hint::spin_loop();
-            self.spins = self.spins.wrapping_add(1);
-            if self.spins % SPINS_PER_CLOCK_CHECK != 0 {
-                return !matches!(self.timeout, Timeout::Immediate);
+            return self.spin();
+        }
+        let Some(remaining) = self.remaining() else {
+            return false;
+        };
+        std::thread::sleep(remaining.min(Duration::from_micros(poll.into())));
+        true
+    }
+
+    #[inline]
+    fn spin(&mut self) -> bool {
+        std::hint::spin_loop();
+        self.spins = self.spins.wrapping_add(1);
+        if self.spins % SPINS_PER_CLOCK_CHECK != 0 {
+            return !matches!(self.timeout, Timeout::Immediate);
+        }
+        self.remaining().is_some()
+    }
+
+    fn idle_block(
+        &mut self,
+        wait_word: &AtomicU32,
+        slice: Duration,
+        ready: impl FnOnce() -> bool,
+    ) -> bool {
+        match self.phase {
+            Phase::Spin => {
+                let more = self.spin();
+                if self.spins % SPINS_PER_CLOCK_CHECK == 0 {
+                    let since = *self.idle_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= SPIN_PHASE {
+                        self.phase = Phase::Yield;
+                    }
+                }
+                more
             }
-            self.remaining().is_some()
-        } else {
-            let Some(remaining) = self.remaining() else {
-                return false;
-            };
-            std::thread::sleep(remaining.min(Duration::from_micros(poll.into())));
-            true
+            Phase::Yield => {
+                std::thread::yield_now();
+                self.yields += 1;
+                if self.yields >= YIELDS {
+                    self.phase = Phase::Sleep;
+                }
+                self.remaining().is_some()
+            }
+            Phase::Sleep => {
+                let Some(remaining) = self.remaining() else {
+                    return false;
+                };
+                wait_word.store(1, Ordering::Relaxed);
+                // SYNC POINT with the fence in `wake_sleeper` / `wake_all`: either our
+                // re-check below sees the peer's publication (or close), or the peer sees
+                // our announcement and wakes us.
+                std::sync::atomic::fence(Ordering::SeqCst);
+                if !ready() {
+                    futex::wait(wait_word, 1, remaining.min(slice));
+                }
+                wait_word.store(0, Ordering::Relaxed);
+                true
+            }
         }
     }
 
@@ -95,6 +223,36 @@ impl Waiter {
     }
 }
 
+/// Called after publishing a message (or releasing slots): wakes the peer if it sleeps on
+/// `wait_word`. When the peer is not in Block mode this is one Relaxed load; otherwise one
+/// fence and one load, and a system call only when the peer really sleeps.
+///
+/// A peer that switches to Block mode just as we publish may be missed once; it then
+/// wakes after at most [`SLEEP_SLICE`] (mode changes also wake it, see [`wake_all`]).
+#[inline]
+pub(crate) fn wake_sleeper(peer_mode: &AtomicU32, wait_word: &AtomicU32) {
+    if peer_mode.load(Ordering::Relaxed) != WaitMode::Block as u32 {
+        return;
+    }
+    // SYNC POINT with the fence in `Waiter::idle_block` (see there).
+    std::sync::atomic::fence(Ordering::SeqCst);
+    if wait_word.load(Ordering::Relaxed) != 0 {
+        wait_word.store(0, Ordering::Relaxed);
+        futex::wake(wait_word, i32::MAX);
+    }
+}
+
+/// Wakes every sleeper on `wait_word` unconditionally (shutdown, stop, mode changes). The
+/// caller stores the state change (closed flag, stop flag, mode) before calling.
+pub(crate) fn wake_all(wait_word: &AtomicU32) {
+    // SYNC POINT with the fence in `Waiter::idle_block`: a sleeper that announced itself
+    // before this fence is woken; one that announces after it sees the state change in
+    // its re-check.
+    std::sync::atomic::fence(Ordering::SeqCst);
+    wait_word.store(0, Ordering::Relaxed);
+    futex::wake(wait_word, i32::MAX);
+}
+
 /// Lowers the calling thread's timer slack to 1 ns, so sleeps of a few microseconds last
 /// about as long as asked instead of the default 50 µs more. Affects this thread only.
 pub fn lower_timer_slack() {
@@ -108,23 +266,51 @@ pub fn lower_timer_slack() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
-    #[test]
-    fn immediate_never_waits() {
-        let poll = AtomicU32::new(0);
-        assert!(!Waiter::new(Timeout::Immediate).idle(&poll));
-        let poll = AtomicU32::new(100);
-        assert!(!Waiter::new(Timeout::Immediate).idle(&poll));
+    fn words(mode: WaitMode, poll_us: u32) -> [AtomicU32; 3] {
+        [
+            AtomicU32::new(mode as u32),
+            AtomicU32::new(poll_us),
+            AtomicU32::new(0),
+        ]
+    }
+
+    /// A long sleep slice, so a lost wake-up shows as a hang instead of hiding behind
+    /// the periodic re-check.
+    fn policy(w: &[AtomicU32; 3]) -> Policy<'_> {
+        Policy {
+            mode: &w[0],
+            poll_us: &w[1],
+            wait_word: &w[2],
+            sleep_slice: Duration::from_secs(60),
+        }
     }
 
     #[test]
-    fn finite_timeout_expires_in_spin_and_sleep_modes() {
-        for poll_us in [0, 200] {
-            let poll = AtomicU32::new(poll_us);
-            let mut w = Waiter::new(Timeout::After(Duration::from_millis(5)));
+    fn immediate_never_waits() {
+        for (mode, poll) in [
+            (WaitMode::Poll, 0),
+            (WaitMode::Poll, 100),
+            (WaitMode::Block, 0),
+        ] {
+            let w = words(mode, poll);
+            assert!(!Waiter::new(Timeout::Immediate).idle(&policy(&w), || false));
+        }
+    }
+
+    #[test]
+    fn finite_timeout_expires_in_every_mode() {
+        for (mode, poll) in [
+            (WaitMode::Poll, 0),
+            (WaitMode::Poll, 200),
+            (WaitMode::Block, 0),
+        ] {
+            let w = words(mode, poll);
+            let mut waiter = Waiter::new(Timeout::After(Duration::from_millis(5)));
             let start = Instant::now();
             let mut rounds = 0u64;
-            while w.idle(&poll) {
+            while waiter.idle(&policy(&w), || false) {
                 rounds += 1;
                 assert!(
                     start.elapsed() < Duration::from_secs(5),
@@ -137,12 +323,53 @@ mod tests {
     }
 
     #[test]
-    fn duration_conversions() {
+    fn block_mode_sleeps_until_woken() {
+        let w = Arc::new(words(WaitMode::Block, 0));
+        let flag = Arc::new(AtomicU32::new(0));
+        let sleeper = {
+            let (w, flag) = (w.clone(), flag.clone());
+            std::thread::spawn(move || {
+                let mut waiter = Waiter::new(Timeout::After(Duration::from_secs(60)));
+                let start = Instant::now();
+                while flag.load(Ordering::Acquire) == 0 {
+                    assert!(waiter.idle(&policy(&w), || flag.load(Ordering::Acquire) != 0));
+                }
+                start.elapsed()
+            })
+        };
+        // Wait (bounded) until the sleeper has announced itself, then wake it.
+        let start = Instant::now();
+        while w[2].load(Ordering::Relaxed) == 0 {
+            assert!(start.elapsed() < Duration::from_secs(10), "never announced");
+            std::thread::yield_now();
+        }
+        flag.store(1, Ordering::Release);
+        wake_sleeper(&AtomicU32::new(WaitMode::Block as u32), &w[2]);
+        assert!(
+            sleeper.join().unwrap() < Duration::from_secs(10),
+            "the wake was lost"
+        );
+    }
+
+    #[test]
+    fn wake_sleeper_is_a_no_op_for_a_polling_peer() {
+        let word = AtomicU32::new(1);
+        wake_sleeper(&AtomicU32::new(WaitMode::Poll as u32), &word);
+        assert_eq!(word.load(Ordering::Relaxed), 1);
+        wake_sleeper(&AtomicU32::new(WaitMode::Block as u32), &word);
+        assert_eq!(word.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn duration_conversions_and_mode_words() {
         assert_eq!(Timeout::from(Duration::ZERO), Timeout::Immediate);
         assert_eq!(Timeout::from(Duration::MAX), Timeout::Never);
         assert_eq!(
             Timeout::from(Duration::from_millis(1)),
             Timeout::After(Duration::from_millis(1))
         );
+        assert_eq!(WaitMode::from_word(1), WaitMode::Block);
+        assert_eq!(WaitMode::from_word(0), WaitMode::Poll);
+        assert_eq!(WaitMode::from_word(77), WaitMode::Poll);
     }
 }

@@ -351,8 +351,12 @@ fn split_halves_work_from_two_threads() {
     let name = TestName::new("split");
     let (a, b) = pair(&name, 64, 16);
     // Three threads on a 2-core CI machine: sleep when idle rather than spin.
-    a.control().set_local_poll_interval(Duration::from_micros(20)).unwrap();
-    a.control().set_remote_poll_interval(Duration::from_micros(20)).unwrap();
+    a.control()
+        .set_local_poll_interval(Duration::from_micros(20))
+        .unwrap();
+    a.control()
+        .set_remote_poll_interval(Duration::from_micros(20))
+        .unwrap();
     let (mut a_tx, mut a_rx) = a.split().unwrap();
     let (mut b_tx, mut b_rx) = b.split().unwrap();
     const N: u64 = 20_000;
