@@ -59,6 +59,8 @@ mod segment;
 #[cfg(not(loom))]
 mod transport;
 #[cfg(not(loom))]
+pub mod typed;
+#[cfg(not(loom))]
 mod wait;
 
 pub use error::{Corruption, Error, Result};
@@ -71,6 +73,8 @@ pub use transport::{
     remove_channel, Callback, Channel, ChannelBuilder, Control, DirectionStats, Receiver,
     RecvGuard, Sender, Side, Stats, DEFAULT_BURST, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE,
 };
+#[cfg(not(loom))]
+pub use typed::{MessageGuard, OnReceiveMessage, RecvMessage, SendMessage, SlotSegments};
 #[cfg(not(loom))]
 pub use wait::{lower_timer_slack, Timeout};
 
