@@ -63,6 +63,16 @@ pub enum Error {
     #[error("corrupt or incompatible segment: {0}")]
     Corrupt(#[from] Corruption),
 
+    /// A slot does not hold a well-formed Cap'n Proto message (bad segment table, a
+    /// pointer out of bounds, a traversal or nesting limit exceeded, ...). The slot was
+    /// consumed; the channel stays usable.
+    #[error("malformed Cap'n Proto message: {0}")]
+    Decode(#[source] capnp::Error),
+
+    /// A Cap'n Proto message could not be written into a slot. Nothing was published.
+    #[error("cannot frame Cap'n Proto message: {0}")]
+    Encode(#[source] capnp::Error),
+
     /// An operating-system call failed.
     #[error("{op} failed for `{name}`: {source}")]
     Os {

@@ -960,7 +960,7 @@ impl Channel {
         Ok((sender, receiver))
     }
 
-    fn receiver_mut(&mut self) -> Result<&mut Receiver> {
+    pub(crate) fn receiver_mut(&mut self) -> Result<&mut Receiver> {
         self.receiver.as_mut().ok_or(Error::ReceiverInUse)
     }
 }
