@@ -8,7 +8,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use capnp_shm_transport::{Channel, Error, Timeout};
+use capnp_shm_transport::{Channel, Error, Timeout, WaitMode};
 use common::{message, TestName};
 
 const ROLE_ENV: &str = "CAPNP_SHM_TEST_ROLE";
@@ -31,6 +31,7 @@ fn child_process_entry() {
         "late-b" => late_b(name),
         "old-b" => old_b(name),
         "closing-a" => closing_a(name),
+        "pong-b" => pong_b(name),
         other => panic!("unknown role {other}"),
     }
 }
@@ -303,5 +304,66 @@ fn peer_exit_unblocks_a_sleeping_sender_on_a_full_ring() {
     peer.tell("close");
     let result = b.send(b"3", Timeout::Never);
     assert!(matches!(result, Err(Error::Closed)), "{result:?}");
+    peer.finish();
+}
+
+/// Futex sleeps longer than the receive timeout: a lost wake-up fails the test instead of
+/// hiding behind the periodic re-check.
+const NO_RECHECK: Duration = Duration::from_secs(60);
+
+fn pong_b(name: &str) {
+    let mut b = Channel::builder(name)
+        .wait_mode(WaitMode::Block)
+        .sleep_slice(NO_RECHECK)
+        .open_timeout(WAIT)
+        .open()
+        .unwrap();
+    let mut buf = Vec::new();
+    loop {
+        match b.recv_into(&mut buf, WAIT) {
+            Ok(_) => b.send(&buf, WAIT).unwrap(),
+            Err(Error::Closed) => return,
+            Err(e) => panic!("pong side: {e}"),
+        }
+    }
+}
+
+/// Round trips for the block-mode stress; `CAPNP_SHM_PINGPONGS` overrides (the soak runs
+/// 10 million in release mode).
+fn ping_pongs() -> u64 {
+    std::env::var("CAPNP_SHM_PINGPONGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+#[test]
+fn block_mode_ping_pong_never_loses_a_wake_up() {
+    let name = TestName::new("pingpong");
+    let mut a = Channel::builder(&*name)
+        .slot_size(64)
+        .slot_count(16)
+        .wait_mode(WaitMode::Block)
+        .sleep_slice(NO_RECHECK)
+        .create()
+        .unwrap();
+    let peer = Peer::spawn("pong-b", &name);
+    let n = ping_pongs();
+    for i in 0..n {
+        if i % 1024 == 1023 {
+            // Go quiet past the peer's spin and yield phases, so it sleeps on its futex and
+            // the next ping must wake it (busy-waiting: this is a gap, not synchronization).
+            let gap = Instant::now();
+            while gap.elapsed() < Duration::from_micros(200) {
+                std::hint::spin_loop();
+            }
+        }
+        a.send(&i.to_le_bytes(), WAIT).unwrap();
+        let reply = a
+            .recv(WAIT)
+            .unwrap_or_else(|e| panic!("round trip {i}: {e}"));
+        assert_eq!(&*reply, &i.to_le_bytes(), "round trip {i}");
+    }
+    drop(a);
     peer.finish();
 }
