@@ -50,6 +50,8 @@ mod error;
 #[cfg(not(loom))]
 mod futex;
 #[cfg(not(loom))]
+pub mod inspect;
+#[cfg(not(loom))]
 mod layout;
 #[cfg(not(loom))]
 mod receiver;

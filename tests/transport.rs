@@ -377,3 +377,43 @@ fn split_halves_work_from_two_threads() {
     producer.join().unwrap();
     echo.join().unwrap();
 }
+
+#[test]
+fn inspect_and_list_show_a_channel_without_attaching() {
+    use capnp_shm_transport::inspect::{inspect_channel, list_channels};
+    let name = TestName::new("inspect");
+    assert!(matches!(
+        inspect_channel(&name),
+        Err(Error::NotFound { .. })
+    ));
+    let mut a = Channel::builder(&*name)
+        .slot_size(32)
+        .slot_count(8)
+        .poll_interval(Duration::from_micros(70))
+        .create()
+        .unwrap();
+    let info = inspect_channel(&name).unwrap();
+    assert!(info.a_attached() && !info.b_attached());
+    let mut b = Channel::builder(&*name).open().unwrap();
+    a.send(b"abc", WAIT).unwrap();
+    a.send(b"de", WAIT).unwrap();
+    drop(b.recv(WAIT).unwrap());
+    b.control()
+        .set_remote_poll_interval(Duration::from_micros(900))
+        .unwrap();
+    let info = inspect_channel(&name).unwrap();
+    assert!(info.a_attached() && info.b_attached());
+    assert!(list_channels().unwrap().contains(&name.0));
+    assert_eq!(info.generation, a.control().generation());
+    assert_eq!(info.creator_pid, std::process::id());
+    assert_eq!((info.geometry.slot_size, info.geometry.slot_count), (32, 8));
+    assert_eq!(
+        (info.a2b.head, info.a2b.tail, info.a2b.used_slots),
+        (2, 1, 1)
+    );
+    assert_eq!((info.a2b.bytes_sent, info.a2b.bytes_received), (5, 3));
+    assert_eq!(info.poll_us, [900, 0]);
+    assert_eq!(info.closed, [false, false]);
+    drop(b);
+    assert!(inspect_channel(&name).unwrap().closed[1]);
+}
