@@ -25,6 +25,11 @@ pub enum Error {
     #[error("the peer closed the channel")]
     Closed,
 
+    /// The peer's process died without closing the channel (detected by the liveness
+    /// monitor). Messages it committed before dying are still delivered first.
+    #[error("the peer process died")]
+    PeerDead,
+
     /// A message is longer than the channel's slot size. Nothing was published.
     #[error("message of {len} bytes does not fit a slot of {slot_size} bytes")]
     MessageTooLarge {

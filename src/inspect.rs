@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::layout::{self, Geometry, Readiness, HEADER_SIZE};
+use crate::liveness;
 use crate::region::{header_of, Region};
 use crate::segment::{self, Direction, Segment};
 use crate::sync::Ordering;
@@ -50,13 +51,17 @@ pub struct ChannelInfo {
     pub wait_mode: [WaitMode; 2],
     /// Closed flags, side A then side B.
     pub closed: [bool; 2],
+    /// Whether side A's process is known to be gone (its recorded pid no longer names
+    /// the process that created the channel): the channel is stale. Only decidable in the
+    /// same pid namespace; `false` when unknown.
+    pub creator_gone: bool,
 }
 
 impl ChannelInfo {
     /// Whether side A looks attached: not closed, and its process exists (checked with
     /// `kill(pid, 0)`, so only meaningful in the same pid namespace).
     pub fn a_attached(&self) -> bool {
-        !self.closed[0] && process_exists(self.creator_pid)
+        !self.closed[0] && !self.creator_gone && process_exists(self.creator_pid)
     }
 
     /// Whether side B looks attached: it recorded its pid, is not closed, and its process
@@ -131,7 +136,22 @@ pub fn inspect_channel(name: &str) -> Result<ChannelInfo> {
             WaitMode::from_word(word(&control.wait_mode[1])),
         ],
         closed: [word(&control.closed[0]) != 0, word(&control.closed[1]) != 0],
+        creator_gone: liveness::recorded_process_gone(&a2b.header().producer),
     })
+}
+
+/// Removes every channel whose creator is gone (see [`ChannelInfo::creator_gone`]), and
+/// returns their names. Channels that cannot be read are left alone.
+pub fn remove_stale_channels() -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for name in list_channels()? {
+        if inspect_channel(&name).is_ok_and(|info| info.creator_gone)
+            && crate::transport::remove_channel(&name)?
+        {
+            removed.push(name);
+        }
+    }
+    Ok(removed)
 }
 
 fn ring_info(region: &Region) -> RingInfo {

@@ -85,8 +85,14 @@ pub(crate) struct ProducerBlock {
     /// Non-zero while the producer sleeps on this futex word waiting for a free slot; the
     /// consumer clears it and wakes the producer after releasing slots.
     pub wait: AtomicU32,
-    /// Reserved for the liveness heartbeat (zero in version 1).
+    /// Incremented by the producer's side every quarter of its liveness threshold, so a
+    /// peer in another pid namespace can tell it is alive.
     pub heartbeat: AtomicU64,
+    /// Start time of the producer's process (clock ticks since boot), so a recycled pid
+    /// is not taken for it.
+    pub start_time: AtomicU64,
+    /// Inode of the producer's pid namespace: pids are only comparable when it matches.
+    pub pid_ns: AtomicU64,
 }
 
 /// Written only by this ring's consumer.
@@ -142,6 +148,9 @@ const _: () = {
     assert!(offset_of!(Identity, segment_len) == 48);
     assert!(offset_of!(Identity, ready) == 56);
     assert!(offset_of!(ProducerBlock, pid) == 16);
+    assert!(offset_of!(ProducerBlock, heartbeat) == 24);
+    assert!(offset_of!(ProducerBlock, start_time) == 32);
+    assert!(offset_of!(ProducerBlock, pid_ns) == 40);
     assert!(offset_of!(ControlBlock, closed) == 8);
     assert!(SLOT_HEADER_SIZE == 16);
 };

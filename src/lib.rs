@@ -54,6 +54,8 @@ pub mod inspect;
 #[cfg(not(loom))]
 mod layout;
 #[cfg(not(loom))]
+mod liveness;
+#[cfg(not(loom))]
 mod receiver;
 #[cfg(not(loom))]
 mod region;
@@ -71,11 +73,13 @@ pub use error::{Corruption, Error, Result};
 #[cfg(not(loom))]
 pub use layout::{Geometry, MAX_POLL_US, MAX_SLOT_COUNT, MAX_SLOT_SIZE};
 #[cfg(not(loom))]
+pub use liveness::DEFAULT_DEAD_AFTER;
+#[cfg(not(loom))]
 pub use segment::{validate_name, Direction, MAX_NAME_LEN};
 #[cfg(not(loom))]
 pub use transport::{
-    remove_channel, Callback, Channel, ChannelBuilder, Control, DirectionStats, Receiver,
-    RecvGuard, Sender, Side, Stats, DEFAULT_BURST, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE,
+    remove_channel, Callback, Channel, ChannelBuilder, Control, DirectionStats, PeerState,
+    Receiver, RecvGuard, Sender, Side, Stats, DEFAULT_BURST, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE,
 };
 #[cfg(not(loom))]
 pub use typed::{MessageGuard, OnReceiveMessage, RecvMessage, SendMessage, SlotSegments};

@@ -82,10 +82,14 @@ fn run(
             waiter.reset();
             continue;
         }
-        if receiver.control().peer_closed() {
-            // Everything committed before the close is visible now; deliver it and end.
+        if let Some(state) = receiver.peer_gone() {
+            // Everything committed before the close (or death) is visible now; deliver it
+            // and end. A dead peer is reported as this thread's error.
             while receiver.drain(burst, &mut *callback)? > 0 {}
-            return Ok(());
+            return match state {
+                Error::Closed => Ok(()),
+                other => Err(other),
+            };
         }
         receiver.idle(&mut waiter, || stop.load(Ordering::Relaxed));
     }

@@ -4,11 +4,13 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Deref;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Corruption, Error, Result};
 use crate::layout::{self, Geometry, HeaderInit, Readiness, Validated, HEADER_SIZE, MAX_POLL_US};
+use crate::liveness::{Monitor, ProcessIdentity, Watched, DEFAULT_DEAD_AFTER};
 use crate::receiver::ReceiveThread;
 use crate::region::{header_of, Region};
 use crate::ring::{Consumer, Producer, RingMemory};
@@ -66,6 +68,7 @@ pub struct ChannelBuilder {
     poll_interval: Duration,
     wait_mode: Option<WaitMode>,
     sleep_slice: Duration,
+    dead_after: Duration,
     open_timeout: Timeout,
     callback: Option<Callback>,
     burst: usize,
@@ -102,6 +105,14 @@ impl ChannelBuilder {
     /// (50 ms); at least 1 ms.
     pub fn sleep_slice(mut self, slice: Duration) -> Self {
         self.sleep_slice = slice;
+        self
+    }
+
+    /// How soon a silent peer in another pid namespace counts as dead (in the same
+    /// namespace death is seen at once through a pidfd). The liveness monitor runs every
+    /// quarter of it. Default [`DEFAULT_DEAD_AFTER`] (100 ms); at least 4 ms.
+    pub fn dead_after(mut self, threshold: Duration) -> Self {
+        self.dead_after = threshold;
         self
     }
 
@@ -167,7 +178,8 @@ impl ChannelBuilder {
         let b2a = regions.pop().expect("two regions");
         let a2b = regions.pop().expect("two regions");
         check_slice(self.sleep_slice)?;
-        let link = Link {
+        check_dead_after(self.dead_after)?;
+        let mut link = Link {
             sleep_slice: self.sleep_slice,
             side: Side::A,
             name: self.name.clone(),
@@ -175,17 +187,11 @@ impl ChannelBuilder {
             a2b,
             b2a,
             segments: [segments[0].clone(), segments[1].clone()],
+            peer_dead: Arc::new(AtomicBool::new(false)),
+            monitor: None,
         };
-        link.outgoing()
-            .header()
-            .producer
-            .pid
-            .store(std::process::id(), Ordering::Relaxed);
-        link.incoming()
-            .header()
-            .consumer
-            .pid
-            .store(std::process::id(), Ordering::Relaxed);
+        link.record_identity();
+        link.start_monitor(self.dead_after)?;
         Channel::assemble(link, self.callback, self.burst)
     }
 
@@ -197,6 +203,7 @@ impl ChannelBuilder {
         let mode = self.wait_mode.unwrap_or_default() as u32;
         check_burst(self.burst)?;
         check_slice(self.sleep_slice)?;
+        check_dead_after(self.dead_after)?;
         let started = Instant::now();
         let deadline = match self.open_timeout {
             Timeout::Immediate => Some(started),
@@ -224,16 +231,9 @@ impl ChannelBuilder {
         link.set_control_word(|c| &c.closed[me], 0);
         link.set_control_word(|c| &c.poll_us[me], poll_us);
         link.set_control_word(|c| &c.wait_mode[me], mode);
-        link.outgoing()
-            .header()
-            .producer
-            .pid
-            .store(std::process::id(), Ordering::Relaxed);
-        link.incoming()
-            .header()
-            .consumer
-            .pid
-            .store(std::process::id(), Ordering::Relaxed);
+        let mut link = link;
+        link.record_identity();
+        link.start_monitor(self.dead_after)?;
         Channel::assemble(link, self.callback, self.burst)
     }
 }
@@ -280,6 +280,8 @@ fn try_attach(name: &str, sleep_slice: Duration) -> Result<Attach> {
         a2b: Region::over_segment(a2b.clone(), va.geometry),
         b2a: Region::over_segment(b2a.clone(), vb.geometry),
         segments: [a2b, b2a],
+        peer_dead: Arc::new(AtomicBool::new(false)),
+        monitor: None,
     }))
 }
 
@@ -332,6 +334,16 @@ fn check_slice(slice: Duration) -> Result<()> {
     Ok(())
 }
 
+fn check_dead_after(threshold: Duration) -> Result<()> {
+    if threshold < Duration::from_millis(4) {
+        return Err(Error::invalid(
+            "dead_after",
+            format!("{threshold:?} is below 4 ms"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_burst(burst: usize) -> Result<()> {
     if burst == 0 {
         return Err(Error::invalid("burst", "must be at least 1"));
@@ -363,6 +375,10 @@ struct Link {
     b2a: Region,
     /// The mapped segments, a2b then b2a (side A removes them on drop).
     segments: [Arc<Segment>; 2],
+    /// Set (Release) by the liveness monitor when the peer's process is gone.
+    peer_dead: Arc<AtomicBool>,
+    /// Keeps our heartbeat going and watches the peer; stopped when the link drops.
+    monitor: Option<Monitor>,
 }
 
 impl Link {
@@ -412,6 +428,52 @@ impl Link {
     }
     fn peer_closed(&self) -> bool {
         self.control().closed[self.side.peer() as usize].load(Ordering::Acquire) != 0
+    }
+    /// Why the peer will send or read nothing more, if it will not: it closed, or died.
+    fn peer_gone(&self) -> Option<Error> {
+        if self.peer_closed() {
+            Some(Error::Closed)
+        } else if self.peer_dead.load(Ordering::Acquire) {
+            Some(Error::PeerDead)
+        } else {
+            None
+        }
+    }
+    /// Records this process in the producer block of our outgoing ring (identity for
+    /// liveness) and as the consumer of our incoming ring.
+    fn record_identity(&self) {
+        ProcessIdentity::current().record(&self.outgoing().header().producer);
+        self.incoming()
+            .header()
+            .consumer
+            .pid
+            .store(std::process::id(), Ordering::Relaxed);
+    }
+    /// Starts the liveness monitor: on the peer's death it raises `peer_dead` and wakes
+    /// every sleeper, so blocked calls return [`Error::PeerDead`].
+    fn start_monitor(&mut self, dead_after: Duration) -> Result<()> {
+        let watched = Watched {
+            own: self.outgoing().clone(),
+            peer: self.incoming().clone(),
+            dead_after,
+        };
+        let dead = self.peer_dead.clone();
+        let regions = [self.a2b.clone(), self.b2a.clone()];
+        let monitor = Monitor::spawn(watched, move || {
+            // SYNC POINT with the Acquire loads in `peer_gone`.
+            dead.store(true, Ordering::Release);
+            for region in &regions {
+                wait::wake_all(&region.header().producer.wait);
+                wait::wake_all(&region.header().consumer.wait);
+            }
+        })
+        .map_err(|source| Error::Os {
+            op: "spawn liveness monitor",
+            name: self.name.clone(),
+            source,
+        })?;
+        self.monitor = Some(monitor);
+        Ok(())
     }
 }
 
@@ -495,6 +557,25 @@ impl Control {
     pub fn peer_closed(&self) -> bool {
         self.link.peer_closed()
     }
+    /// The peer's state: not attached yet, alive, closed, or dead.
+    pub fn peer_state(&self) -> PeerState {
+        let link = &self.link;
+        match link.peer_gone() {
+            Some(Error::Closed) => PeerState::Closed,
+            Some(_) => PeerState::Dead,
+            None if link
+                .incoming()
+                .header()
+                .producer
+                .pid
+                .load(Ordering::Relaxed)
+                == 0 =>
+            {
+                PeerState::NotAttached
+            }
+            None => PeerState::Alive,
+        }
+    }
     /// A snapshot of both directions' counters.
     pub fn stats(&self) -> Stats {
         Stats {
@@ -530,6 +611,19 @@ impl Control {
             .set_control_word(|c| &c.wait_mode[side as usize], mode as u32);
         self.link.wake_everyone();
     }
+}
+
+/// What this side knows about the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    /// No peer has attached yet (side A before side B opens).
+    NotAttached,
+    /// The peer is attached and its process is running.
+    Alive,
+    /// The peer shut down cleanly.
+    Closed,
+    /// The peer's process died without shutting down.
+    Dead,
 }
 
 /// Counters of one direction, read from its header (an advisory snapshot: the two
@@ -678,11 +772,13 @@ impl Sender {
         let policy = link.policy(&region.header().producer.wait);
         let mut waiter = Waiter::new(timeout);
         loop {
-            if link.peer_closed() {
-                return Err(Error::Closed);
+            if let Some(gone) = link.peer_gone() {
+                return Err(gone);
             }
             let producer = &self.producer;
-            if !waiter.idle(&policy, || producer.space_visible() || link.peer_closed()) {
+            if !waiter.idle(&policy, || {
+                producer.space_visible() || link.peer_gone().is_some()
+            }) {
                 return Err(Error::Timeout { full: true });
             }
             if self.producer.free_slots(wanted)? >= wanted {
@@ -765,6 +861,12 @@ impl Receiver {
         wait::wake_sleeper(self.control.link.peer_mode(), word);
     }
 
+    /// Why the peer will send nothing more, if it will not ([`Error::Closed`] or
+    /// [`Error::PeerDead`]).
+    pub(crate) fn peer_gone(&self) -> Option<Error> {
+        self.control.link.peer_gone()
+    }
+
     /// The region whose consumer wait word this receiver sleeps on.
     pub(crate) fn incoming_region(&self) -> Region {
         self.consumer.memory().clone()
@@ -780,10 +882,11 @@ impl Receiver {
     fn wait_for_message(&mut self, timeout: Timeout) -> Result<usize> {
         let mut waiter = Waiter::new(timeout);
         loop {
-            if self.control.link.peer_closed() {
-                // The peer stored the flag after its last commit (Release/Acquire), so
+            if let Some(gone) = self.control.link.peer_gone() {
+                // A closing peer stored its flag after its last commit (Release/Acquire);
+                // a dead one committed nothing after the monitor saw it exit. Either way
                 // one more look finds every message it sent.
-                return self.consumer.peek(0)?.ok_or(Error::Closed);
+                return self.consumer.peek(0)?.ok_or(gone);
             }
             if !self.idle(&mut waiter, || false) {
                 return Err(Error::Timeout { full: false });
@@ -801,7 +904,7 @@ impl Receiver {
         let policy = link.policy(&self.consumer.memory().header().consumer.wait);
         let consumer = &self.consumer;
         waiter.idle(&policy, || {
-            !matches!(consumer.peek(0), Ok(None)) || link.peer_closed() || also()
+            !matches!(consumer.peek(0), Ok(None)) || link.peer_gone().is_some() || also()
         })
     }
 }
@@ -860,6 +963,7 @@ impl Channel {
             poll_interval: Duration::ZERO,
             wait_mode: None,
             sleep_slice: wait::SLEEP_SLICE,
+            dead_after: DEFAULT_DEAD_AFTER,
             open_timeout: Timeout::After(Duration::from_secs(5)),
             callback: None,
             burst: DEFAULT_BURST,

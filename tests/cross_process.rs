@@ -3,17 +3,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use capnp_shm_transport::{Channel, Error, Timeout, WaitMode};
+use common::peer::{read_stdin_line, say, Peer};
 use common::{message, TestName};
 
-const ROLE_ENV: &str = "CAPNP_SHM_TEST_ROLE";
 const WAIT: Duration = Duration::from_secs(30);
-const CHILD_LIMIT: Duration = Duration::from_secs(120);
 const STRESS_MESSAGES: u64 = 1_000_000;
 const STRESS_SLOT_SIZE: usize = 64;
 const A_TO_B: u64 = 1;
@@ -22,7 +18,7 @@ const B_TO_A: u64 = 2;
 /// The peer process. In a normal test run (no role set) this entry does nothing.
 #[test]
 fn child_process_entry() {
-    let Ok(role) = std::env::var(ROLE_ENV) else {
+    let Ok(role) = std::env::var(common::peer::ROLE_ENV) else {
         return;
     };
     let (role, name) = role.split_once(':').expect("role:name");
@@ -34,105 +30,6 @@ fn child_process_entry() {
         "pong-b" => pong_b(name),
         other => panic!("unknown role {other}"),
     }
-}
-
-/// A running peer; killed and reaped on drop so a failing test leaves no process behind.
-struct Peer {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    /// The child's stdout lines, read by a thread so every wait for them is bounded.
-    lines: mpsc::Receiver<String>,
-}
-
-impl Peer {
-    fn spawn(role: &str, name: &str) -> Peer {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "child_process_entry",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(ROLE_ENV, format!("{role}:{name}"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn peer");
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Peer {
-            child,
-            stdin,
-            lines,
-        }
-    }
-
-    /// Waits (bounded) until the child prints the marker for `token` (see [`say`]).
-    fn expect_line(&mut self, token: &str) {
-        let marker = marker(token);
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(&marker) => return,
-                Ok(_) => continue,
-                Err(e) => panic!("peer did not print {token}: {e:?}"),
-            }
-        }
-    }
-
-    fn tell(&mut self, line: &str) {
-        writeln!(self.stdin.as_mut().unwrap(), "{line}").unwrap();
-    }
-
-    /// Waits (bounded) for the child to exit successfully.
-    fn finish(mut self) {
-        drop(self.stdin.take());
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "peer failed: {status}");
-                return;
-            }
-            assert!(
-                start.elapsed() < CHILD_LIMIT,
-                "peer did not finish in {CHILD_LIMIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(5)); // polling a process exit
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A marker the parent can find in the child's stdout, whatever libtest prints around it.
-fn marker(token: &str) -> String {
-    format!("<<peer:{token}>>")
-}
-
-fn say(token: &str) {
-    println!("{}", marker(token));
-    std::io::stdout().flush().unwrap();
-}
-
-fn read_stdin_line() -> String {
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line).unwrap();
-    line
 }
 
 /// Sends `n` messages of `stream` as fast as the ring allows.

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: unique channel names and cleanup guards.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod peer;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A channel name unique to this process and call site, removed (both segments) when the

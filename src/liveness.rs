@@ -1,0 +1,339 @@
+//! Peer liveness: who a process is (pid, start time, pid namespace), and a monitor thread
+//! that keeps this side's heartbeat going and notices when the peer process is gone.
+//!
+//! In the same pid namespace the monitor holds a `pidfd` on the peer: it names that exact
+//! process (a recycled pid cannot fool it; the start time recorded in the header is checked
+//! when the pidfd is opened) and becomes readable the moment the process exits, zombie or
+//! not, so death is seen within microseconds. Across pid namespaces (containers sharing
+//! `/dev/shm`) pids mean nothing, and the peer's heartbeat counter is used instead: no
+//! progress for the threshold means dead.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::layout::ProducerBlock;
+use crate::region::Region;
+use crate::sync::Ordering;
+
+/// Default time after which a silent peer in another pid namespace counts as dead; also
+/// sets how often the monitor runs (a quarter of it).
+pub const DEFAULT_DEAD_AFTER: Duration = Duration::from_millis(100);
+
+/// Who a process is, as recorded in the producer block of the ring it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcessIdentity {
+    pub pid: u32,
+    /// Start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
+    pub start_time: u64,
+    /// Inode of `/proc/<pid>/ns/pid`.
+    pub pid_ns: u64,
+}
+
+impl ProcessIdentity {
+    /// This process.
+    pub(crate) fn current() -> ProcessIdentity {
+        static ME: OnceLock<ProcessIdentity> = OnceLock::new();
+        *ME.get_or_init(|| {
+            let pid = std::process::id();
+            ProcessIdentity {
+                pid,
+                start_time: start_time_of(pid).unwrap_or(0),
+                pid_ns: std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino()),
+            }
+        })
+    }
+
+    /// Writes this identity into a producer block (the side's outgoing ring).
+    pub(crate) fn record(&self, block: &ProducerBlock) {
+        block.start_time.store(self.start_time, Ordering::Relaxed);
+        block.pid_ns.store(self.pid_ns, Ordering::Relaxed);
+        block.pid.store(self.pid, Ordering::Relaxed);
+    }
+
+    fn read(block: &ProducerBlock) -> ProcessIdentity {
+        ProcessIdentity {
+            pid: block.pid.load(Ordering::Relaxed),
+            start_time: block.start_time.load(Ordering::Relaxed),
+            pid_ns: block.pid_ns.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Start time of process `pid` in clock ticks since boot, if it exists.
+fn start_time_of(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces: split after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// What the monitor concluded about the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// No peer has attached yet (side A before B opens).
+    Absent,
+    Alive,
+    Dead,
+}
+
+/// Tracks one peer across monitor rounds.
+struct PeerWatch {
+    dead_after: Duration,
+    /// A pidfd on the peer process, when it shares our pid namespace.
+    pidfd: Option<(ProcessIdentity, OwnedFd)>,
+    last_heartbeat: u64,
+    last_progress: Instant,
+}
+
+impl PeerWatch {
+    fn new(dead_after: Duration) -> PeerWatch {
+        PeerWatch {
+            dead_after,
+            pidfd: None,
+            last_heartbeat: 0,
+            last_progress: Instant::now(),
+        }
+    }
+
+    /// Sleeps up to `period`, waking early if the watched process exits (returns `true`)
+    /// or `stop_fd` is signalled.
+    fn wait(&self, period: Duration, stop_fd: &OwnedFd) -> bool {
+        let mut fds = [
+            libc::pollfd {
+                fd: stop_fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.pidfd.as_ref().map_or(-1, |(_, fd)| fd.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is an array of two valid pollfds on our stack (a negative fd is
+        // ignored by poll), both descriptors stay open for the call, and the timeout is a
+        // small positive number of milliseconds.
+        let rc = unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                2,
+                period.as_millis().clamp(1, 60_000) as libc::c_int,
+            )
+        };
+        rc > 0 && fds[1].revents & libc::POLLIN != 0
+    }
+
+    fn check(&mut self, peer_block: &ProducerBlock, me: &ProcessIdentity) -> Verdict {
+        let peer = ProcessIdentity::read(peer_block);
+        if peer.pid == 0 {
+            return Verdict::Absent;
+        }
+        if peer.pid_ns == me.pid_ns && peer.pid_ns != 0 {
+            return self.check_pid(peer);
+        }
+        self.pidfd = None;
+        let heartbeat = peer_block.heartbeat.load(Ordering::Relaxed);
+        if heartbeat != self.last_heartbeat {
+            self.last_heartbeat = heartbeat;
+            self.last_progress = Instant::now();
+            Verdict::Alive
+        } else if self.last_progress.elapsed() > self.dead_after {
+            Verdict::Dead
+        } else {
+            Verdict::Alive
+        }
+    }
+
+    fn check_pid(&mut self, peer: ProcessIdentity) -> Verdict {
+        if self.pidfd.as_ref().is_some_and(|(id, _)| *id == peer) {
+            return Verdict::Alive; // exits are reported by `wait`
+        }
+        // A new peer (or the first): take a pidfd, then confirm it is the recorded process
+        // and not a later one that reused the pid.
+        // SAFETY: pidfd_open takes a pid and flags (0) and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, peer.pid as libc::pid_t, 0) };
+        if fd < 0 {
+            self.pidfd = None;
+            return Verdict::Dead; // ESRCH: no such process
+        }
+        // SAFETY: `fd` is a fresh descriptor we own exclusively.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        if start_time_of(peer.pid).is_some_and(|t| peer.start_time != 0 && t != peer.start_time) {
+            return Verdict::Dead; // the pid now belongs to another process
+        }
+        self.pidfd = Some((peer, fd));
+        Verdict::Alive
+    }
+}
+
+/// The words the monitor reads and writes.
+pub(crate) struct Watched {
+    /// This side's outgoing ring: its producer block holds our heartbeat.
+    pub own: Region,
+    /// The peer's outgoing ring: its producer block holds the peer's identity/heartbeat.
+    pub peer: Region,
+    pub dead_after: Duration,
+}
+
+/// Keeps this side's heartbeat going and reports the peer's death once, through `on_dead`.
+/// Stopped and joined on drop.
+pub(crate) struct Monitor {
+    stop: Arc<AtomicBool>,
+    /// An eventfd that interrupts the monitor's `poll` when it must stop.
+    stop_fd: Arc<OwnedFd>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Monitor {
+    pub(crate) fn spawn(
+        watched: Watched,
+        on_dead: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<Monitor> {
+        // SAFETY: eventfd takes an initial value and flags and returns a new fd or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor we own exclusively.
+        let stop_fd = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = std::thread::Builder::new()
+            .name("shm-liveness".into())
+            .spawn({
+                let stop = stop.clone();
+                let stop_fd = stop_fd.clone();
+                move || run(watched, &stop, &stop_fd, on_dead)
+            })?;
+        Ok(Monitor {
+            stop,
+            stop_fd,
+            handle: Some(handle),
+        })
+    }
+}
+
+fn run(watched: Watched, stop: &AtomicBool, stop_fd: &OwnedFd, on_dead: impl FnOnce()) {
+    let me = ProcessIdentity::current();
+    let period = (watched.dead_after / 4).max(Duration::from_millis(1));
+    let mut watch = PeerWatch::new(watched.dead_after);
+    let own = &watched.own.header().producer;
+    let peer = &watched.peer.header().producer;
+    loop {
+        // Relaxed: the flag only asks the loop to end.
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        own.heartbeat.fetch_add(1, Ordering::Relaxed);
+        // Check before waiting, so the pidfd is open from the first round on.
+        let dead = watch.check(peer, &me) == Verdict::Dead || watch.wait(period, stop_fd);
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if dead {
+            on_dead();
+            return;
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to our own eventfd; a failure (counter
+        // overflow, impossible here) would only delay the stop to the next period.
+        unsafe { libc::write(self.stop_fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Whether the process recorded in `block` is known to be gone (pid check, same pid
+/// namespace only; `false` when unknown).
+pub(crate) fn recorded_process_gone(block: &ProducerBlock) -> bool {
+    let peer = ProcessIdentity::read(block);
+    let me = ProcessIdentity::current();
+    if peer.pid == 0 || peer.pid_ns != me.pid_ns {
+        return false;
+    }
+    match start_time_of(peer.pid) {
+        None => true,
+        Some(t) => peer.start_time != 0 && t != peer.start_time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_of_this_process_is_readable() {
+        let me = ProcessIdentity::current();
+        assert_eq!(me.pid, std::process::id());
+        assert!(me.start_time > 0 && me.pid_ns > 0);
+        assert_eq!(start_time_of(me.pid), Some(me.start_time));
+        assert_eq!(start_time_of(u32::MAX), None);
+    }
+
+    fn block() -> Region {
+        Region::heap(8, 2).unwrap()
+    }
+
+    #[test]
+    fn across_pid_namespaces_a_stalled_heartbeat_means_dead() {
+        let me = ProcessIdentity::current();
+        let region = block();
+        let peer = &region.header().producer;
+        ProcessIdentity {
+            pid: 12345,
+            start_time: 1,
+            pid_ns: me.pid_ns + 1, // another namespace: the pid means nothing here
+        }
+        .record(peer);
+        let mut watch = PeerWatch::new(Duration::from_millis(30));
+        let start = Instant::now();
+        // While the heartbeat moves, the peer is alive however long it takes.
+        while start.elapsed() < Duration::from_millis(80) {
+            peer.heartbeat.fetch_add(1, Ordering::Relaxed);
+            assert_eq!(watch.check(peer, &me), Verdict::Alive);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Once it stops, the peer is dead after the threshold, and not before.
+        peer.heartbeat.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(watch.check(peer, &me), Verdict::Alive); // last progress: now
+        let stalled = Instant::now();
+        while watch.check(peer, &me) == Verdict::Alive {
+            assert!(
+                stalled.elapsed() < Duration::from_secs(5),
+                "never declared dead"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(stalled.elapsed() >= Duration::from_millis(29));
+    }
+
+    #[test]
+    fn a_recycled_pid_is_not_taken_for_the_peer() {
+        let me = ProcessIdentity::current();
+        let region = block();
+        let peer = &region.header().producer;
+        let mut watch = PeerWatch::new(DEFAULT_DEAD_AFTER);
+        assert_eq!(watch.check(peer, &me), Verdict::Absent);
+        // Our own pid, but with another start time: a later process that reused the pid.
+        ProcessIdentity {
+            start_time: me.start_time + 1,
+            ..me
+        }
+        .record(peer);
+        assert_eq!(watch.check(peer, &me), Verdict::Dead);
+        // The real identity is alive.
+        me.record(peer);
+        let mut watch = PeerWatch::new(DEFAULT_DEAD_AFTER);
+        assert_eq!(watch.check(peer, &me), Verdict::Alive);
+    }
+}

@@ -1,0 +1,118 @@
+//! A peer process: the test binary re-executed with a role in an environment variable; its
+//! test file's `child_process_entry` test dispatches on the role.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The environment variable that carries `role:channel-name` to the child.
+pub const ROLE_ENV: &str = "CAPNP_SHM_TEST_ROLE";
+const WAIT: Duration = Duration::from_secs(30);
+const CHILD_LIMIT: Duration = Duration::from_secs(120);
+
+/// A running peer; killed and reaped on drop so a failing test leaves no process behind.
+pub struct Peer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// The child's stdout lines, read by a thread so every wait for them is bounded.
+    lines: mpsc::Receiver<String>,
+}
+
+impl Peer {
+    pub fn spawn(role: &str, name: &str) -> Peer {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_process_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ROLE_ENV, format!("{role}:{name}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn peer");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Peer {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// Waits (bounded) until the child prints the marker for `token` (see [`say`]).
+    pub fn expect_line(&mut self, token: &str) {
+        let marker = marker(token);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(&marker) => return,
+                Ok(_) => continue,
+                Err(e) => panic!("peer did not print {token}: {e:?}"),
+            }
+        }
+    }
+
+    pub fn tell(&mut self, line: &str) {
+        writeln!(self.stdin.as_mut().unwrap(), "{line}").unwrap();
+    }
+
+    /// Waits (bounded) for the child to exit successfully.
+    pub fn finish(mut self) {
+        drop(self.stdin.take());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "peer failed: {status}");
+                return;
+            }
+            assert!(
+                start.elapsed() < CHILD_LIMIT,
+                "peer did not finish in {CHILD_LIMIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5)); // polling a process exit
+        }
+    }
+}
+
+impl Peer {
+    /// Kills the child with SIGKILL now (it is reaped on drop).
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill peer");
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A marker the parent can find in the child's stdout, whatever libtest prints around it.
+pub fn marker(token: &str) -> String {
+    format!("<<peer:{token}>>")
+}
+
+pub fn say(token: &str) {
+    println!("{}", marker(token));
+    std::io::stdout().flush().unwrap();
+}
+
+pub fn read_stdin_line() -> String {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    line
+}

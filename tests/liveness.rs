@@ -1,0 +1,163 @@
+//! Peer death: kill -9 the other process at random moments and check that this side notices
+//! within the threshold, never sees a torn, duplicated or reordered message, and is never
+//! left blocked.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use capnp_shm_transport::{Channel, Error, PeerState, Timeout, WaitMode};
+use common::peer::{read_stdin_line, say, Peer};
+use common::{message, TestName};
+
+const WAIT: Duration = Duration::from_secs(30);
+const SLOT_SIZE: usize = 64;
+const STREAM: u64 = 7;
+/// Far above the measured detection time (sub-millisecond through the pidfd), so a loaded
+/// CI machine does not fail the test; the note reports the measured figures.
+const DETECT_WITHIN: Duration = Duration::from_secs(2);
+
+#[test]
+fn child_process_entry() {
+    let Ok(role) = std::env::var(common::peer::ROLE_ENV) else {
+        return;
+    };
+    let (role, name) = role.split_once(':').expect("role:name");
+    match role {
+        "writer-a" => writer_a(name),
+        "idle-b" => idle_b(name),
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Side A that streams checked messages until it is killed.
+fn writer_a(name: &str) {
+    let mut a = Channel::builder(name)
+        .slot_size(SLOT_SIZE)
+        .slot_count(64)
+        .wait_mode(WaitMode::Block)
+        .create()
+        .unwrap();
+    say("created");
+    let mut buf = Vec::new();
+    for i in 0.. {
+        message(STREAM, i, SLOT_SIZE, &mut buf);
+        a.send(&buf, WAIT).unwrap();
+    }
+}
+
+/// Side B that attaches and then never receives, until it is killed.
+fn idle_b(name: &str) {
+    let _b = Channel::builder(name).open_timeout(WAIT).open().unwrap();
+    say("attached");
+    read_stdin_line();
+}
+
+/// A small deterministic generator for the kill moments.
+fn next(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+#[test]
+fn killing_the_writer_at_random_moments_is_detected_and_nothing_is_torn() {
+    const ROUNDS: usize = 50;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut detections = Vec::with_capacity(ROUNDS);
+    let mut want = Vec::with_capacity(SLOT_SIZE);
+    for round in 0..ROUNDS {
+        let name = TestName::new(&format!("kill{round}"));
+        let mut writer = Peer::spawn("writer-a", &name);
+        writer.expect_line("created");
+        let mut b = Channel::builder(&*name).open_timeout(WAIT).open().unwrap();
+        assert_eq!(b.control().peer_state(), PeerState::Alive);
+        let kill_after = Duration::from_micros(500 + next(&mut rng) % 20_000);
+        let start = Instant::now();
+        let mut i = 0u64;
+        let mut killed_at = None;
+        let outcome = loop {
+            if killed_at.is_none() && start.elapsed() >= kill_after {
+                writer.kill();
+                killed_at = Some(Instant::now());
+            }
+            let timeout = if killed_at.is_some() {
+                Timeout::After(WAIT)
+            } else {
+                Timeout::Immediate
+            };
+            match b.recv(timeout) {
+                Ok(msg) => {
+                    message(STREAM, i, SLOT_SIZE, &mut want);
+                    assert_eq!(
+                        &*msg,
+                        &want[..],
+                        "round {round}: message {i} torn, duplicated or out of order"
+                    );
+                    i += 1;
+                }
+                Err(Error::Timeout { .. }) if killed_at.is_none() => {}
+                Err(e) => break e,
+            }
+        };
+        let detected = killed_at.expect("killed").elapsed();
+        assert!(
+            matches!(outcome, Error::PeerDead),
+            "round {round}: {outcome}"
+        );
+        assert_eq!(b.control().peer_state(), PeerState::Dead);
+        assert!(
+            detected < DETECT_WITHIN,
+            "round {round}: detected after {detected:?}"
+        );
+        detections.push(detected);
+    }
+    detections.sort();
+    eprintln!(
+        "peer death detected after kill -9: p50 {:?}, max {:?} over {ROUNDS} rounds",
+        detections[ROUNDS / 2],
+        detections[ROUNDS - 1]
+    );
+}
+
+#[test]
+fn killing_the_reader_unblocks_a_sender_on_a_full_ring() {
+    let name = TestName::new("kill-reader");
+    let mut a = Channel::builder(&*name)
+        .slot_size(16)
+        .slot_count(4)
+        .wait_mode(WaitMode::Block)
+        .create()
+        .unwrap();
+    assert_eq!(a.control().peer_state(), PeerState::NotAttached);
+    let mut reader = Peer::spawn("idle-b", &name);
+    reader.expect_line("attached");
+    assert_eq!(a.control().peer_state(), PeerState::Alive);
+    while a.send(b"fill", Duration::ZERO).is_ok() {}
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30)); // let the sender block first
+        reader.kill();
+        (Instant::now(), reader)
+    });
+    let result = a.send(b"blocked", Timeout::Never);
+    let (killed_at, _reader) = killer.join().unwrap();
+    assert!(matches!(result, Err(Error::PeerDead)), "{result:?}");
+    assert!(killed_at.elapsed() < DETECT_WITHIN);
+}
+
+#[test]
+fn a_channel_whose_creator_died_is_stale_and_removable() {
+    use capnp_shm_transport::inspect::{inspect_channel, list_channels, remove_stale_channels};
+    let name = TestName::new("stale");
+    let mut writer = Peer::spawn("writer-a", &name);
+    writer.expect_line("created");
+    assert!(!inspect_channel(&name).unwrap().creator_gone);
+    writer.kill();
+    drop(writer); // reaped: the pid is gone
+    let info = inspect_channel(&name).unwrap();
+    assert!(info.creator_gone && !info.a_attached());
+    let removed = remove_stale_channels().unwrap();
+    assert!(removed.contains(&name.0), "{removed:?}");
+    assert!(!list_channels().unwrap().contains(&name.0));
+}
