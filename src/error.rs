@@ -30,6 +30,16 @@ pub enum Error {
     #[error("the peer process died")]
     PeerDead,
 
+    /// The peer is gone and side B is re-attaching to a restarted side A (returned at once
+    /// with [`OnDisconnect::Fail`](crate::OnDisconnect::Fail), or when a call's own timeout
+    /// ends during the reconnection).
+    #[error("the peer is gone; reconnecting")]
+    Reconnecting,
+
+    /// The peer is gone and the reconnection policy gave up.
+    #[error("the peer is gone and reconnection gave up")]
+    GaveUp,
+
     /// A message is longer than the channel's slot size. Nothing was published.
     #[error("message of {len} bytes does not fit a slot of {slot_size} bytes")]
     MessageTooLarge {

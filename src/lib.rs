@@ -78,8 +78,9 @@ pub use liveness::DEFAULT_DEAD_AFTER;
 pub use segment::{validate_name, Direction, MAX_NAME_LEN};
 #[cfg(not(loom))]
 pub use transport::{
-    remove_channel, Callback, Channel, ChannelBuilder, Control, DirectionStats, PeerState,
-    Receiver, RecvGuard, Sender, Side, Stats, DEFAULT_BURST, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE,
+    remove_channel, Callback, Channel, ChannelBuilder, Control, DirectionStats, EventCallback,
+    LinkEvent, OnDisconnect, PeerState, Receiver, ReconnectPolicy, RecvGuard, Sender, Side, Stats,
+    DEFAULT_BURST, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE,
 };
 #[cfg(not(loom))]
 pub use typed::{MessageGuard, OnReceiveMessage, RecvMessage, SendMessage, SlotSegments};

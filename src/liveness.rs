@@ -85,6 +85,8 @@ struct PeerWatch {
     dead_after: Duration,
     /// A pidfd on the peer process, when it shares our pid namespace.
     pidfd: Option<(ProcessIdentity, OwnedFd)>,
+    /// A process the pidfd showed exiting.
+    exited: Option<ProcessIdentity>,
     last_heartbeat: u64,
     last_progress: Instant,
 }
@@ -94,14 +96,15 @@ impl PeerWatch {
         PeerWatch {
             dead_after,
             pidfd: None,
+            exited: None,
             last_heartbeat: 0,
             last_progress: Instant::now(),
         }
     }
 
-    /// Sleeps up to `period`, waking early if the watched process exits (returns `true`)
-    /// or `stop_fd` is signalled.
-    fn wait(&self, period: Duration, stop_fd: &OwnedFd) -> bool {
+    /// Sleeps up to `period`, waking early if the watched process exits (remembered for
+    /// the next [`PeerWatch::check`]) or `stop_fd` is signalled.
+    fn wait(&mut self, period: Duration, stop_fd: &OwnedFd) {
         let mut fds = [
             libc::pollfd {
                 fd: stop_fd.as_raw_fd(),
@@ -124,7 +127,9 @@ impl PeerWatch {
                 period.as_millis().clamp(1, 60_000) as libc::c_int,
             )
         };
-        rc > 0 && fds[1].revents & libc::POLLIN != 0
+        if rc > 0 && fds[1].revents & libc::POLLIN != 0 {
+            self.exited = self.pidfd.take().map(|(id, _)| id);
+        }
     }
 
     fn check(&mut self, peer_block: &ProducerBlock, me: &ProcessIdentity) -> Verdict {
@@ -149,6 +154,9 @@ impl PeerWatch {
     }
 
     fn check_pid(&mut self, peer: ProcessIdentity) -> Verdict {
+        if self.exited == Some(peer) {
+            return Verdict::Dead;
+        }
         if self.pidfd.as_ref().is_some_and(|(id, _)| *id == peer) {
             return Verdict::Alive; // exits are reported by `wait`
         }
@@ -158,12 +166,14 @@ impl PeerWatch {
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, peer.pid as libc::pid_t, 0) };
         if fd < 0 {
             self.pidfd = None;
-            return Verdict::Dead; // ESRCH: no such process
+            self.exited = Some(peer); // ESRCH: no such process
+            return Verdict::Dead;
         }
         // SAFETY: `fd` is a fresh descriptor we own exclusively.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
         if start_time_of(peer.pid).is_some_and(|t| peer.start_time != 0 && t != peer.start_time) {
-            return Verdict::Dead; // the pid now belongs to another process
+            self.exited = Some(peer); // the pid now belongs to another process
+            return Verdict::Dead;
         }
         self.pidfd = Some((peer, fd));
         Verdict::Alive
@@ -176,11 +186,24 @@ pub(crate) struct Watched {
     pub own: Region,
     /// The peer's outgoing ring: its producer block holds the peer's identity/heartbeat.
     pub peer: Region,
+    /// Which closed flag (in `peer`'s control block) is the peer's.
+    pub peer_index: usize,
     pub dead_after: Duration,
 }
 
-/// Keeps this side's heartbeat going and reports the peer's death once, through `on_dead`.
-/// Stopped and joined on drop.
+/// A change in the peer's state, reported once per change by the monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeerChange {
+    /// The peer's process died without closing.
+    Died,
+    /// The peer closed cleanly.
+    Closed,
+    /// A live peer is attached again after `Died` or `Closed` (a new process).
+    Back,
+}
+
+/// Keeps this side's heartbeat going and reports changes of the peer's state through
+/// `on_change` (from the monitor thread). Stopped and joined on drop.
 pub(crate) struct Monitor {
     stop: Arc<AtomicBool>,
     /// An eventfd that interrupts the monitor's `poll` when it must stop.
@@ -191,7 +214,7 @@ pub(crate) struct Monitor {
 impl Monitor {
     pub(crate) fn spawn(
         watched: Watched,
-        on_dead: impl FnOnce() + Send + 'static,
+        on_change: impl FnMut(PeerChange) + Send + 'static,
     ) -> std::io::Result<Monitor> {
         // SAFETY: eventfd takes an initial value and flags and returns a new fd or -1.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -206,7 +229,7 @@ impl Monitor {
             .spawn({
                 let stop = stop.clone();
                 let stop_fd = stop_fd.clone();
-                move || run(watched, &stop, &stop_fd, on_dead)
+                move || run(watched, &stop, &stop_fd, on_change)
             })?;
         Ok(Monitor {
             stop,
@@ -216,12 +239,19 @@ impl Monitor {
     }
 }
 
-fn run(watched: Watched, stop: &AtomicBool, stop_fd: &OwnedFd, on_dead: impl FnOnce()) {
+fn run(
+    watched: Watched,
+    stop: &AtomicBool,
+    stop_fd: &OwnedFd,
+    mut on_change: impl FnMut(PeerChange),
+) {
     let me = ProcessIdentity::current();
     let period = (watched.dead_after / 4).max(Duration::from_millis(1));
     let mut watch = PeerWatch::new(watched.dead_after);
     let own = &watched.own.header().producer;
     let peer = &watched.peer.header().producer;
+    let closed = &watched.peer.header().control.closed[watched.peer_index];
+    let mut reported: Option<PeerChange> = None;
     loop {
         // Relaxed: the flag only asks the loop to end.
         if stop.load(Ordering::Relaxed) {
@@ -229,14 +259,22 @@ fn run(watched: Watched, stop: &AtomicBool, stop_fd: &OwnedFd, on_dead: impl FnO
         }
         own.heartbeat.fetch_add(1, Ordering::Relaxed);
         // Check before waiting, so the pidfd is open from the first round on.
-        let dead = watch.check(peer, &me) == Verdict::Dead || watch.wait(period, stop_fd);
-        if stop.load(Ordering::Relaxed) {
-            return;
+        let now = if closed.load(Ordering::Acquire) != 0 {
+            Some(PeerChange::Closed)
+        } else {
+            match watch.check(peer, &me) {
+                Verdict::Dead => Some(PeerChange::Died),
+                Verdict::Alive => None,
+                Verdict::Absent => reported, // nothing attached: no change
+            }
+        };
+        match (reported, now) {
+            (old, Some(change)) if old != Some(change) => on_change(change),
+            (Some(_), None) => on_change(PeerChange::Back),
+            _ => {}
         }
-        if dead {
-            on_dead();
-            return;
-        }
+        reported = now;
+        watch.wait(period, stop_fd);
     }
 }
 
@@ -248,7 +286,11 @@ impl Drop for Monitor {
         // overflow, impossible here) would only delay the stop to the next period.
         unsafe { libc::write(self.stop_fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
         if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
+            // The last handle to a channel can be dropped by the monitor's own callback
+            // (reconnection); a thread cannot join itself, and it is ending anyway.
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
         }
     }
 }

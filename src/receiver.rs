@@ -13,6 +13,9 @@ use crate::sync::Ordering;
 use crate::transport::{Callback, Receiver};
 use crate::wait::{self, Timeout, Waiter};
 
+/// How often the receive thread looks for a new link while side B reconnects.
+const RECONNECT_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Owns the receiving half while the callback thread runs; stops and joins it on drop.
 pub(crate) struct ReceiveThread {
     stop: Arc<AtomicBool>,
@@ -83,9 +86,15 @@ fn run(
             continue;
         }
         if let Some(state) = receiver.peer_gone() {
-            // Everything committed before the close (or death) is visible now; deliver it
-            // and end. A dead peer is reported as this thread's error.
+            // Everything committed before the close (or death) is visible now; deliver it.
             while receiver.drain(burst, &mut *callback)? > 0 {}
+            if receiver.will_reconnect() {
+                // Side B re-attaches on the liveness thread; `drain` moves to the new link
+                // once it is in. Check back every millisecond meanwhile.
+                std::thread::sleep(RECONNECT_POLL);
+                continue;
+            }
+            // No reconnection: end. A dead peer is reported as this thread's error.
             return match state {
                 Error::Closed => Ok(()),
                 other => Err(other),

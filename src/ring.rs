@@ -94,6 +94,23 @@ impl<M: RingMemory> Producer<M> {
         }
     }
 
+    /// A producer taking over a ring whose consumer is at `tail`: its head is the first
+    /// index from `tail` whose slot is not committed. A previous producer that died after
+    /// mirroring its head but before committing leaves no hole this way (the mirrored head
+    /// is not trusted). `bytes` continues the byte count.
+    pub(crate) fn resume(mem: M, tail: u64, bytes: u64) -> Self {
+        let count = mem.slot_count() as u64;
+        let mask = count - 1;
+        let mut head = tail;
+        while head - tail < count
+            && mem.commit((head & mask) as usize).load(Ordering::Acquire) == head + 1
+        {
+            head += 1;
+        }
+        mem.head().store(head, Ordering::Relaxed);
+        Producer::new(mem, head, tail, bytes)
+    }
+
     /// The largest message this ring carries.
     pub(crate) fn slot_size(&self) -> usize {
         self.slot_size
@@ -475,6 +492,26 @@ mod tests {
             })
             .unwrap());
         assert!(!called, "a full ring does not call the writer");
+    }
+
+    #[test]
+    fn resume_finds_the_committed_head_not_the_mirrored_one() {
+        let (mut p, mut c) = ring(8, 4);
+        assert!(p.try_send(b"a").unwrap());
+        assert!(p.try_send(b"b").unwrap());
+        assert_eq!(recv(&mut c).unwrap(), b"a");
+        // A producer that died after mirroring head 3 but before committing index 2.
+        p.memory().head().store(3, Ordering::Relaxed);
+        let mut p2 = Producer::resume(p.memory().clone(), 1, 2);
+        assert_eq!(p2.memory().head().load(Ordering::Relaxed), 2);
+        assert!(p2.try_send(b"c").unwrap());
+        assert_eq!(recv(&mut c).unwrap(), b"b");
+        assert_eq!(recv(&mut c).unwrap(), b"c", "no hole at index 2");
+        // A full ring resumes at tail + count.
+        let (mut p, c) = ring(8, 2);
+        assert!(p.try_send(b"1").unwrap() && p.try_send(b"2").unwrap());
+        let mut p3 = Producer::resume(c.memory().clone(), 0, 0);
+        assert!(!p3.try_send(b"3").unwrap());
     }
 
     #[test]

@@ -280,9 +280,9 @@ fn callback_thread_drains_in_order_and_owns_the_receiver() {
         std::thread::yield_now();
     }
     assert!(b.take_receive_error().is_none());
-    assert!(
-        b.send(b"x", WAIT).is_ok(),
-        "sending still works on the open ring"
+        assert!(
+        matches!(b.send(b"x", WAIT), Err(Error::Closed)),
+        "a send to a closed peer fails rather than vanish into its ring"
     );
 }
 

@@ -1,0 +1,292 @@
+//! Configuring a channel, then creating it (side A) or opening it (side B).
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::link::{try_attach, Attach, Link};
+use super::session::{
+    EventCallback, LinkEvent, OnDisconnect, ReconnectPolicy, Session, SessionConfig,
+};
+use super::{poll_to_us, remove_channel, Callback, Channel, Side};
+use crate::error::{Error, Result};
+use crate::layout::{self, Geometry, HeaderInit};
+use crate::liveness::DEFAULT_DEAD_AFTER;
+use crate::region::Region;
+use crate::segment::{self, Direction, Segment};
+use crate::wait::{self, Timeout, WaitMode};
+
+/// Default payload bytes per slot.
+pub const DEFAULT_SLOT_SIZE: usize = 1024;
+/// Default number of slots per direction.
+pub const DEFAULT_SLOT_COUNT: usize = 64;
+/// Default number of messages the receive thread hands to the callback per loop.
+pub const DEFAULT_BURST: usize = 64;
+/// How often side B looks for side A while it waits in [`ChannelBuilder::open`].
+const OPEN_RETRY: Duration = Duration::from_millis(1);
+
+/// Configures and then creates (side A) or opens (side B) a [`Channel`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use capnp_shm_transport::Channel;
+///
+/// let mut a = Channel::builder("demo").slot_size(256).slot_count(64).create()?;
+/// let mut b = Channel::builder("demo").open_timeout(Duration::from_secs(5)).open()?;
+/// a.send(b"hello", Duration::from_secs(1))?;
+/// assert_eq!(&*b.recv(Duration::from_secs(1))?, b"hello");
+/// # Ok::<(), capnp_shm_transport::Error>(())
+/// ```
+pub struct ChannelBuilder {
+    name: String,
+    slot_size: usize,
+    slot_count: usize,
+    poll_interval: Duration,
+    wait_mode: Option<WaitMode>,
+    sleep_slice: Duration,
+    dead_after: Duration,
+    open_timeout: Timeout,
+    reconnect: Option<ReconnectPolicy>,
+    on_disconnect: OnDisconnect,
+    events: Option<EventCallback>,
+    callback: Option<Callback>,
+    burst: usize,
+}
+
+impl ChannelBuilder {
+    pub(crate) fn new(name: String) -> ChannelBuilder {
+        ChannelBuilder {
+            name,
+            slot_size: DEFAULT_SLOT_SIZE,
+            slot_count: DEFAULT_SLOT_COUNT,
+            poll_interval: Duration::ZERO,
+            wait_mode: None,
+            sleep_slice: wait::SLEEP_SLICE,
+            dead_after: DEFAULT_DEAD_AFTER,
+            open_timeout: Timeout::After(Duration::from_secs(5)),
+            reconnect: None,
+            on_disconnect: OnDisconnect::Fail,
+            events: None,
+            callback: None,
+            burst: DEFAULT_BURST,
+        }
+    }
+
+    /// Payload bytes per slot, the largest message (side A only; B reads it from A).
+    /// Default [`DEFAULT_SLOT_SIZE`].
+    pub fn slot_size(mut self, bytes: usize) -> Self {
+        self.slot_size = bytes;
+        self
+    }
+
+    /// Slots per direction, a power of two (side A only). Default [`DEFAULT_SLOT_COUNT`].
+    /// Small rings (16) give the lowest latency, large ones the best throughput.
+    pub fn slot_count(mut self, count: usize) -> Self {
+        self.slot_count = count;
+        self
+    }
+
+    /// This side's initial poll interval, used in [`WaitMode::Poll`]: zero busy-spins when
+    /// idle (lowest latency, one core at 100%), anything else sleeps that long per idle
+    /// round (microsecond granularity, at most one second). Default zero. Setting it
+    /// selects [`WaitMode::Poll`] unless [`ChannelBuilder::wait_mode`] says otherwise.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self.wait_mode.get_or_insert(WaitMode::Poll);
+        self
+    }
+
+    /// How this side waits when idle. Default [`WaitMode::Block`] (spin briefly, then
+    /// sleep on a futex until woken), or [`WaitMode::Poll`] once a poll interval is set.
+    pub fn wait_mode(mut self, mode: WaitMode) -> Self {
+        self.wait_mode = Some(mode);
+        self
+    }
+
+    /// In [`WaitMode::Block`], the longest single futex sleep before a waiter re-checks on
+    /// its own (it is normally woken by the peer long before). Bounds how long a wake-up
+    /// missed during a live mode switch can delay a message. Default [`wait::SLEEP_SLICE`]
+    /// (50 ms); at least 1 ms.
+    pub fn sleep_slice(mut self, slice: Duration) -> Self {
+        self.sleep_slice = slice;
+        self
+    }
+
+    /// How soon a silent peer in another pid namespace counts as dead (in the same
+    /// namespace death is seen at once through a pidfd). The liveness monitor runs every
+    /// quarter of it. Default [`DEFAULT_DEAD_AFTER`] (100 ms); at least 4 ms.
+    pub fn dead_after(mut self, threshold: Duration) -> Self {
+        self.dead_after = threshold;
+        self
+    }
+
+    /// How long [`ChannelBuilder::open`] waits for side A (side B only). Default 5 s.
+    pub fn open_timeout(mut self, timeout: impl Into<Timeout>) -> Self {
+        self.open_timeout = timeout.into();
+        self
+    }
+
+    /// Side B: when side A dies or closes, re-attach to the channel once side A has
+    /// re-created it (a new generation), under `policy`. Off by default.
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.reconnect = Some(policy);
+        self
+    }
+
+    /// What sends and receives do while the peer is gone. Default
+    /// [`OnDisconnect::Fail`]. [`OnDisconnect::KeepWaiting`] also turns reconnection on,
+    /// without limits.
+    pub fn on_disconnect(mut self, behaviour: OnDisconnect) -> Self {
+        self.on_disconnect = behaviour;
+        self
+    }
+
+    /// Calls `callback` (on the liveness thread) for each [`LinkEvent`]: peer dead or
+    /// closed, reconnecting, reconnected, gave up.
+    pub fn on_event(mut self, callback: impl FnMut(LinkEvent) + Send + 'static) -> Self {
+        self.events = Some(Box::new(callback));
+        self
+    }
+
+    /// Receive through a thread that calls `callback` for each incoming message, in
+    /// bursts of up to [`ChannelBuilder::burst`]. Direct receives are then refused.
+    pub fn on_receive(mut self, callback: impl FnMut(&[u8]) + Send + 'static) -> Self {
+        self.callback = Some(Box::new(callback));
+        self
+    }
+
+    /// Messages the receive thread drains per loop before releasing their slots.
+    /// Default [`DEFAULT_BURST`].
+    pub fn burst(mut self, messages: usize) -> Self {
+        self.burst = messages;
+        self
+    }
+
+    /// Side A: removes any stale segments of this name, creates both fresh (mode 0600),
+    /// writes their headers and marks them ready last.
+    pub fn create(self) -> Result<Channel> {
+        segment::validate_name(&self.name)?;
+        let geometry = Geometry::new(self.slot_size, self.slot_count)?;
+        let config = self.session_config()?;
+        let len = usize::try_from(geometry.segment_len())
+            .map_err(|_| Error::invalid("slot_count", "segment too large for this platform"))?;
+        remove_channel(&self.name)?;
+        let generation = fresh_generation();
+        let mut regions = Vec::with_capacity(2);
+        let mut segments = Vec::with_capacity(2);
+        for direction in [Direction::AToB, Direction::BToA] {
+            let segment = Arc::new(Segment::create(&direction.segment_name(&self.name), len)?);
+            let region = Region::over_segment(segment.clone(), geometry);
+            layout::initialize(
+                region.header(),
+                &HeaderInit {
+                    geometry,
+                    direction,
+                    generation,
+                    creator_pid: std::process::id(),
+                    poll_us: [config.poll_us, 0],
+                    wait_mode: [config.wait_mode, 0],
+                },
+            );
+            regions.push(region);
+            segments.push(segment);
+        }
+        let regions: [Region; 2] = regions.try_into().ok().expect("two regions");
+        let segments: [Arc<Segment>; 2] = segments.try_into().ok().expect("two segments");
+        let link = Link::new(
+            Side::A,
+            &self.name,
+            generation,
+            regions,
+            segments,
+            self.sleep_slice,
+        );
+        link.record_identity();
+        let session = Session::start(link, config, self.events)?;
+        Channel::assemble(session, self.callback, self.burst)
+    }
+
+    /// Side B: waits up to the open timeout for side A's segments, validates both headers
+    /// fully, and attaches. Never creates or truncates anything.
+    pub fn open(self) -> Result<Channel> {
+        segment::validate_name(&self.name)?;
+        let config = self.session_config()?;
+        let started = Instant::now();
+        let deadline = match self.open_timeout {
+            Timeout::Immediate => Some(started),
+            Timeout::After(d) => Some(started + d),
+            Timeout::Never => None,
+        };
+        let link = loop {
+            let last_problem = match try_attach(&self.name, self.sleep_slice)? {
+                Attach::Attached(link) => break link,
+                Attach::NotYet => None,
+                Attach::Disagree(c) => Some(c),
+            };
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(match last_problem {
+                    Some(c) => Error::Corrupt(c),
+                    None => Error::NotFound {
+                        name: self.name,
+                        waited: started.elapsed(),
+                    },
+                });
+            }
+            std::thread::sleep(OPEN_RETRY);
+        };
+        let me = Side::B as usize;
+        link.set_control_word(|c| &c.closed[me], 0);
+        link.set_control_word(|c| &c.poll_us[me], config.poll_us);
+        link.set_control_word(|c| &c.wait_mode[me], config.wait_mode);
+        link.record_identity();
+        let session = Session::start(link, config, self.events)?;
+        Channel::assemble(session, self.callback, self.burst)
+    }
+
+    /// Checks the settings both sides share and packs them for the session.
+    fn session_config(&self) -> Result<SessionConfig> {
+        if self.burst == 0 {
+            return Err(Error::invalid("burst", "must be at least 1"));
+        }
+        if self.sleep_slice < Duration::from_millis(1) {
+            return Err(Error::invalid(
+                "sleep_slice",
+                format!("{:?} is below 1 ms", self.sleep_slice),
+            ));
+        }
+        if self.dead_after < Duration::from_millis(4) {
+            return Err(Error::invalid(
+                "dead_after",
+                format!("{:?} is below 4 ms", self.dead_after),
+            ));
+        }
+        if let Some(p) = self.reconnect {
+            if p.retry_interval.is_zero() {
+                return Err(Error::invalid(
+                    "reconnect",
+                    "retry_interval must be above zero",
+                ));
+            }
+        }
+        Ok(SessionConfig {
+            dead_after: self.dead_after,
+            poll_us: poll_to_us(self.poll_interval)?,
+            wait_mode: self.wait_mode.unwrap_or_default() as u32,
+            reconnect: self.reconnect,
+            on_disconnect: self.on_disconnect,
+        })
+    }
+}
+
+/// A generation id that differs between creations, even of the same name by the same pid.
+fn fresh_generation() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() | 1 // never 0, which reads as "no generation"
+}

@@ -1,0 +1,324 @@
+//! One side's session: the current [`Link`], and what happens when the peer goes away
+//! (events, and for side B, reconnection to a restarted side A).
+//!
+//! The session outlives links. When side A restarts (a new generation), side B's monitor
+//! thread re-attaches under the [`ReconnectPolicy`], swaps the new link in and bumps the
+//! session's epoch; each [`Sender`](super::Sender) and [`Receiver`](super::Receiver)
+//! notices the new epoch (one Relaxed load per call) and moves to the new link itself.
+
+use std::sync::atomic::{AtomicU64, AtomicU8};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::link::{try_attach, wake_regions, Attach, Link};
+use super::Side;
+use crate::error::{Error, Result};
+use crate::liveness::{Monitor, PeerChange, Watched};
+use crate::sync::{AtomicU32, Ordering};
+use crate::wait::{Policy, Timeout, WaitMode, Waiter};
+
+/// How side B re-attaches after side A died or closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconnectPolicy {
+    /// Pause between attempts. Default 100 ms.
+    pub retry_interval: Duration,
+    /// Attempts before giving up; 0 = unlimited. Default 50.
+    pub max_attempts: u32,
+    /// Total time before giving up; zero = unlimited. Default 5 s.
+    pub max_wait: Duration,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            retry_interval: Duration::from_millis(100),
+            max_attempts: 50,
+            max_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// Never gives up (retrying every 100 ms).
+    pub fn unlimited() -> Self {
+        ReconnectPolicy {
+            max_attempts: 0,
+            max_wait: Duration::ZERO,
+            ..Self::default()
+        }
+    }
+}
+
+/// What sends and receives do once the peer is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDisconnect {
+    /// Fail at once: [`Error::Closed`] or [`Error::PeerDead`] without reconnection, and
+    /// [`Error::Reconnecting`] while a reconnection runs in the background.
+    #[default]
+    Fail,
+    /// Wait (within each call's own timeout) while the reconnection policy runs, then go
+    /// on over the new link, or fail with [`Error::GaveUp`] if the policy gave up.
+    WaitForReconnect,
+    /// Reconnect with no limits and wait (within each call's own timeout) as long as it
+    /// takes.
+    KeepWaiting,
+}
+
+/// What happened to the connection, reported to the `on_event` callback from the
+/// liveness thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// The peer's process died without closing.
+    PeerDead,
+    /// The peer closed the channel.
+    PeerClosed,
+    /// A new peer process attached after the previous one died or closed (side A).
+    PeerAttached,
+    /// Side B tries to re-attach (attempt numbers start at 1).
+    Reconnecting {
+        /// This attempt's number.
+        attempt: u32,
+    },
+    /// Side B re-attached to a restarted side A.
+    Reconnected {
+        /// The new channel generation.
+        generation: u64,
+    },
+    /// Side B gave up re-attaching under its policy.
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+    },
+}
+
+/// The event callback.
+pub type EventCallback = Box<dyn FnMut(LinkEvent) + Send + 'static>;
+
+/// Settings a session needs to (re)attach.
+pub(crate) struct SessionConfig {
+    pub dead_after: Duration,
+    pub poll_us: u32,
+    pub wait_mode: u32,
+    /// Side B only: reconnect when side A goes away.
+    pub reconnect: Option<ReconnectPolicy>,
+    pub on_disconnect: OnDisconnect,
+}
+
+const CONNECTED: u8 = 0;
+const RECONNECTING: u8 = 1;
+const GAVE_UP: u8 = 2;
+
+pub(crate) struct Session {
+    pub name: String,
+    pub side: Side,
+    config: SessionConfig,
+    events: Option<Mutex<EventCallback>>,
+    link: Mutex<Arc<Link>>,
+    /// Bumped (Release) after each reconnection has swapped in a new link.
+    epoch: AtomicU64,
+    state: AtomicU8,
+}
+
+impl Session {
+    /// Starts a session over its first link (and that link's liveness monitor).
+    pub(crate) fn start(
+        link: Link,
+        mut config: SessionConfig,
+        events: Option<EventCallback>,
+    ) -> Result<Arc<Session>> {
+        if config.on_disconnect == OnDisconnect::KeepWaiting {
+            // No limits, at the user's retry interval if one was given.
+            let base = config.reconnect.unwrap_or_default();
+            config.reconnect = Some(ReconnectPolicy {
+                max_attempts: 0,
+                max_wait: Duration::ZERO,
+                ..base
+            });
+        }
+        if link.side == Side::A {
+            config.reconnect = None;
+        }
+        let link = Arc::new(link);
+        let session = Arc::new(Session {
+            name: link.name.clone(),
+            side: link.side,
+            config,
+            events: events.map(Mutex::new),
+            link: Mutex::new(link.clone()),
+            epoch: AtomicU64::new(0),
+            state: AtomicU8::new(CONNECTED),
+        });
+        session.start_monitor(&link)?;
+        Ok(session)
+    }
+
+    /// The current link and epoch.
+    pub(crate) fn current(&self) -> (Arc<Link>, u64) {
+        let link = self.link.lock();
+        (link.clone(), self.epoch.load(Ordering::Acquire))
+    }
+
+    /// The current epoch; a handle whose epoch differs must move to [`Session::current`].
+    #[inline]
+    pub(crate) fn epoch(&self) -> u64 {
+        // SYNC POINT with the Release increment in `reconnect`: a handle that sees the new
+        // epoch finds the new link under the lock.
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn start_monitor(self: &Arc<Self>, link: &Arc<Link>) -> Result<()> {
+        let watched = Watched {
+            own: link.outgoing().clone(),
+            peer: link.incoming().clone(),
+            peer_index: link.side.peer() as usize,
+            dead_after: self.config.dead_after,
+        };
+        let session = Arc::downgrade(self);
+        let weak_link = Arc::downgrade(link);
+        let monitor = Monitor::spawn(watched, move |change| {
+            on_peer_change(&session, &weak_link, change)
+        })
+        .map_err(|source| Error::Os {
+            op: "spawn liveness monitor",
+            name: link.name.clone(),
+            source,
+        })?;
+        *link.monitor.lock() = Some(monitor);
+        Ok(())
+    }
+
+    fn emit(&self, event: LinkEvent) {
+        if let Some(events) = &self.events {
+            (events.lock())(event);
+        }
+    }
+
+    /// Decides what a call does once it found the peer gone (`gone`): fail, or wait for a
+    /// reconnection. `Ok(())` means a new link is in place: the caller moves to it and
+    /// retries.
+    pub(crate) fn after_gone(&self, gone: Error, my_epoch: u64, timeout: Timeout) -> Result<()> {
+        if self.config.reconnect.is_none() {
+            return Err(gone);
+        }
+        if self.config.on_disconnect == OnDisconnect::Fail {
+            return Err(self.reconnect_error());
+        }
+        // Poll the epoch every millisecond; reconnection itself takes retry intervals.
+        let poll = AtomicU32::new(1000);
+        let mode = AtomicU32::new(WaitMode::Poll as u32);
+        let unused = AtomicU32::new(0);
+        let policy = Policy {
+            mode: &mode,
+            poll_us: &poll,
+            wait_word: &unused,
+            sleep_slice: Duration::from_millis(1),
+        };
+        let mut waiter = Waiter::new(timeout);
+        loop {
+            if self.epoch() != my_epoch {
+                return Ok(());
+            }
+            if self.state.load(Ordering::Acquire) == GAVE_UP || !waiter.idle(&policy, || false) {
+                return Err(self.reconnect_error());
+            }
+        }
+    }
+
+    fn reconnect_error(&self) -> Error {
+        if self.state.load(Ordering::Acquire) == GAVE_UP {
+            Error::GaveUp
+        } else {
+            Error::Reconnecting
+        }
+    }
+
+    /// Whether a receive thread should stay up after the peer went away.
+    pub(crate) fn will_reconnect(&self) -> bool {
+        self.config.reconnect.is_some() && self.state.load(Ordering::Acquire) != GAVE_UP
+    }
+
+    /// Side B's reconnection loop, run on the liveness thread of the link that lost its
+    /// peer. Attaches only to a *new* generation (the dead one's segments may linger).
+    fn reconnect(self: &Arc<Self>, old_generation: u64) {
+        let Some(policy) = self.config.reconnect else {
+            return;
+        };
+        self.state.store(RECONNECTING, Ordering::Release);
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let out_of_attempts = policy.max_attempts != 0 && attempt > policy.max_attempts;
+            let out_of_time = !policy.max_wait.is_zero() && started.elapsed() > policy.max_wait;
+            if out_of_attempts || out_of_time || Arc::strong_count(self) == 1 {
+                self.state.store(GAVE_UP, Ordering::Release);
+                let (link, _) = self.current();
+                link.wake_everyone();
+                self.emit(LinkEvent::GaveUp {
+                    attempts: attempt - 1,
+                });
+                return;
+            }
+            self.emit(LinkEvent::Reconnecting { attempt });
+            match try_attach(&self.name, self.current().0.sleep_slice) {
+                Ok(Attach::Attached(link)) if link.generation != old_generation => {
+                    // If its monitor could not start, the next attempt tries again.
+                    if let Ok(generation) = self.install(link) {
+                        self.emit(LinkEvent::Reconnected { generation });
+                        return;
+                    }
+                }
+                _ => {}
+            }
+            std::thread::sleep(policy.retry_interval);
+        }
+    }
+
+    /// Makes `link` (freshly attached) the session's link.
+    fn install(self: &Arc<Self>, link: Link) -> Result<u64> {
+        let me = self.side as usize;
+        link.set_control_word(|c| &c.closed[me], 0);
+        link.set_control_word(|c| &c.poll_us[me], self.config.poll_us);
+        link.set_control_word(|c| &c.wait_mode[me], self.config.wait_mode);
+        link.record_identity();
+        let link = Arc::new(link);
+        self.start_monitor(&link)?;
+        let generation = link.generation;
+        let old = std::mem::replace(&mut *self.link.lock(), link);
+        self.state.store(CONNECTED, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::Release);
+        // Handles asleep on the old link's words wake up, see the new epoch and move.
+        old.wake_everyone();
+        Ok(generation)
+    }
+}
+
+/// Called on a link's liveness thread when its peer's state changes.
+fn on_peer_change(session: &Weak<Session>, link: &Weak<Link>, change: PeerChange) {
+    let Some(link) = link.upgrade() else { return };
+    let generation = link.generation;
+    match change {
+        PeerChange::Died => {
+            // SYNC POINT with the Acquire load in `Link::peer_gone`.
+            link.peer_dead.store(true, Ordering::Release);
+            wake_regions(&[&link.a2b, &link.b2a]);
+        }
+        PeerChange::Back => link.peer_dead.store(false, Ordering::Release),
+        PeerChange::Closed => {}
+    }
+    drop(link);
+    let Some(session) = session.upgrade() else {
+        return;
+    };
+    match change {
+        PeerChange::Died => session.emit(LinkEvent::PeerDead),
+        PeerChange::Closed => session.emit(LinkEvent::PeerClosed),
+        PeerChange::Back => session.emit(LinkEvent::PeerAttached),
+    }
+    let is_current = session.current().0.generation == generation;
+    if change != PeerChange::Back && is_current && session.side == Side::B {
+        session.reconnect(generation);
+    }
+}
