@@ -50,6 +50,9 @@ mod error;
 #[cfg(not(loom))]
 mod futex;
 #[cfg(not(loom))]
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg(not(loom))]
 pub mod inspect;
 #[cfg(not(loom))]
 mod layout;

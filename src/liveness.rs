@@ -166,8 +166,19 @@ impl PeerWatch {
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, peer.pid as libc::pid_t, 0) };
         if fd < 0 {
             self.pidfd = None;
-            self.exited = Some(peer); // ESRCH: no such process
-            return Verdict::Dead;
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+                self.exited = Some(peer); // no such process
+                return Verdict::Dead;
+            }
+            // No pidfd here (a kernel before 5.3, a seccomp filter, valgrind, no fds left):
+            // poll the process table instead, once per period.
+            return match start_time_of(peer.pid) {
+                Some(t) if peer.start_time == 0 || t == peer.start_time => Verdict::Alive,
+                _ => {
+                    self.exited = Some(peer);
+                    Verdict::Dead
+                }
+            };
         }
         // SAFETY: `fd` is a fresh descriptor we own exclusively.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };

@@ -2,18 +2,14 @@
 //! [`Header`] followed by slots. The ring code runs unchanged over either, so the ring's
 //! contract tests run on heap memory and the cross-process tests on POSIX shared memory.
 
-#[cfg(test)]
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-#[cfg(test)]
 use crate::error::{Error, Result};
-#[cfg(test)]
 use crate::layout::{self, HeaderInit};
 use crate::layout::{Geometry, Header, SlotHeader, HEADER_SIZE, SLOT_HEADER_SIZE};
 use crate::ring::RingMemory;
-#[cfg(test)]
 use crate::segment::Direction;
 use crate::segment::Segment;
 use crate::sync::{AtomicU32, AtomicU64};
@@ -21,7 +17,6 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// Keeps a mapping alive; a [`Region`] holds one so its pointers stay valid.
 trait Backing: Send + Sync {}
 impl Backing for Segment {}
-#[cfg(test)]
 impl Backing for HeapBacking {}
 
 /// A header plus `geometry.slot_count` slots at `base`, kept alive by `_owner`.
@@ -57,7 +52,6 @@ impl Region {
 
     /// A region in zeroed, 128-byte-aligned heap memory with a fresh a2b header: the same
     /// bytes a segment holds, for tests and benchmarks of the ring alone.
-    #[cfg(test)]
     pub(crate) fn heap(slot_size: usize, slot_count: usize) -> Result<Region> {
         let geometry = Geometry::new(slot_size, slot_count)?;
         let len = usize::try_from(geometry.segment_len())
@@ -80,6 +74,41 @@ impl Region {
             },
         );
         Ok(region)
+    }
+
+    /// A region over a zeroed, aligned heap copy of `bytes` (at least a header's worth),
+    /// with an empty geometry until [`Region::with_geometry`] (for fuzzing: the bytes are
+    /// untrusted). `None` for an absurd length.
+    pub(crate) fn heap_copy(bytes: &[u8]) -> Option<Region> {
+        let backing = HeapBacking::zeroed(bytes.len().max(HEADER_SIZE)).ok()?;
+        // SAFETY: the backing holds at least bytes.len() bytes, freshly allocated, so it
+        // cannot overlap `bytes`.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), backing.ptr.as_ptr(), bytes.len()) };
+        let geometry = Geometry {
+            slot_size: 0,
+            slot_count: 0,
+            slot_stride: 0,
+        };
+        Some(Region {
+            base: backing.ptr,
+            _owner: Arc::new(backing),
+            geometry,
+        })
+    }
+
+    /// The same memory with a geometry that [`layout::validate`] accepted for it.
+    pub(crate) fn with_geometry(self, geometry: Geometry) -> Region {
+        Region { geometry, ..self }
+    }
+
+    /// Stores `value` at byte `offset` (8-byte aligned, inside the geometry), as a peer
+    /// scribbling on the mapping would (for fuzzing).
+    pub(crate) fn poke_u64(&self, offset: usize, value: u64) {
+        assert!(offset % 8 == 0 && offset + 8 <= self.geometry.segment_len() as usize);
+        // SAFETY: in bounds and 8-byte aligned (checked above, base is 128-aligned); the
+        // word is accessed atomically like every other word of the mapping.
+        let word = unsafe { &*self.base.as_ptr().add(offset).cast::<AtomicU64>() };
+        word.store(value, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The header at the start of the region.
@@ -181,20 +210,16 @@ pub(crate) fn header_of(segment: &Segment) -> &Header {
 }
 
 /// Zeroed heap memory aligned like a mapping's start.
-#[cfg(test)]
 struct HeapBacking {
     ptr: NonNull<u8>,
     layout: Layout,
 }
 
 // SAFETY: plain owned memory; all access goes through `Region` (atomics, raw pointers).
-#[cfg(test)]
 unsafe impl Send for HeapBacking {}
 // SAFETY: as above.
-#[cfg(test)]
 unsafe impl Sync for HeapBacking {}
 
-#[cfg(test)]
 impl HeapBacking {
     fn zeroed(len: usize) -> Result<HeapBacking> {
         let layout = Layout::from_size_align(len, 128)
@@ -206,7 +231,6 @@ impl HeapBacking {
     }
 }
 
-#[cfg(test)]
 impl Drop for HeapBacking {
     fn drop(&mut self) {
         // SAFETY: allocated in `zeroed` with exactly this layout, freed once.

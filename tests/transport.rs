@@ -280,7 +280,7 @@ fn callback_thread_drains_in_order_and_owns_the_receiver() {
         std::thread::yield_now();
     }
     assert!(b.take_receive_error().is_none());
-        assert!(
+    assert!(
         matches!(b.send(b"x", WAIT), Err(Error::Closed)),
         "a send to a closed peer fails rather than vanish into its ring"
     );

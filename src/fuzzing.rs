@@ -1,0 +1,99 @@
+//! Entry points for the fuzz targets (`fuzz/`) and for the regression test that replays
+//! their corpus on stable Rust (`tests/fuzz_corpus.rs`). Not a stable API. Each function
+//! takes arbitrary bytes and must return without panicking, hanging or touching memory
+//! outside what it was given: that is the property being fuzzed.
+
+use crate::layout::{self, Readiness, HEADER_SIZE};
+use crate::region::Region;
+use crate::ring::{Consumer, Producer, RingMemory};
+use crate::segment::Direction;
+use crate::sync::Ordering;
+
+/// `bytes` as a whole mapped segment: validated like an opener does, and if valid, read
+/// by a consumer (every published message) and taken over by a producer.
+pub fn segment(bytes: &[u8]) {
+    let Some(region) = Region::heap_copy(bytes) else {
+        return;
+    };
+    let len = bytes.len();
+    if len < HEADER_SIZE {
+        return;
+    }
+    let header = region.header();
+    if !matches!(layout::readiness(header, len), Ok(Readiness::Ready)) {
+        return;
+    }
+    let Ok(valid) = layout::validate(header, len, Direction::AToB) else {
+        return;
+    };
+    exercise(region.with_geometry(valid.geometry), valid.tail);
+}
+
+/// A valid small ring (32-byte slots, 4 of them) whose words are then overwritten by the
+/// fuzz input, read as `(offset: u16, value: u64)` pairs (offsets into the header and
+/// slots, 8-byte aligned): indices, commit words, lengths and flags all become hostile.
+pub fn ring(bytes: &[u8]) {
+    let Ok(region) = Region::heap(32, 4) else {
+        return;
+    };
+    let len = region.geometry().segment_len() as usize;
+    for pair in bytes.chunks_exact(10) {
+        let offset = (u16::from_le_bytes([pair[0], pair[1]]) as usize % len) & !7;
+        let value = u64::from_le_bytes(pair[2..10].try_into().expect("8 bytes"));
+        region.poke_u64(offset, value);
+    }
+    let tail = region.tail().load(Ordering::Relaxed);
+    exercise(region, tail);
+}
+
+/// Runs a consumer and a producer over `region`; every error is fine, no panic is.
+fn exercise(region: Region, tail: u64) {
+    let count = region.slot_count() as u64;
+    let mut consumer = Consumer::new(region.clone(), tail, 0);
+    let mut seen = 0usize;
+    let _ = consumer.drain(usize::MAX, |msg| seen = seen.wrapping_add(msg.len()));
+    std::hint::black_box(seen);
+    let head = region.head().load(Ordering::Relaxed);
+    if layout::check_indices(head, tail, count).is_ok() {
+        let mut producer = Producer::resume(region, consumer_tail(&consumer), 0);
+        let _ = producer.try_send(b"fuzz");
+        let _ = producer.try_send_batch(&[b"a", b"bc"]);
+        let _ = producer.try_send_with(|slot| slot.len() + 1);
+    }
+}
+
+fn consumer_tail(consumer: &Consumer<Region>) -> u64 {
+    consumer.memory().tail().load(Ordering::Relaxed)
+}
+
+/// `bytes` as one slot's payload, decoded through the typed receive path as the demo's
+/// `Sample`, reading every field (with the default traversal and nesting limits).
+pub fn typed_slot(bytes: &[u8]) {
+    use crate::demo_capnp::sample;
+    let words: Vec<u64> = bytes
+        .chunks(8)
+        .map(|c| {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            u64::from_le_bytes(w)
+        })
+        .collect();
+    // SAFETY: a Vec<u64> is 8-byte aligned and holds words.len() * 8 initialized bytes,
+    // of which we view the first bytes.len() (<= that) as u8, which has no invalid values.
+    let aligned = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), bytes.len()) };
+    let Ok(reader) = crate::typed::read_slot(aligned, crate::typed::default_reader_options())
+    else {
+        return;
+    };
+    let Ok(s) = reader.get_root::<sample::Reader<'_>>() else {
+        return;
+    };
+    let _ = std::hint::black_box((
+        s.get_seq(),
+        s.get_sent_ns(),
+        s.get_payload().map(|p| p.len()),
+    ));
+    if let Ok(control) = s.get_control().which() {
+        std::hint::black_box(matches!(control, sample::control::Tune(_)));
+    }
+}
