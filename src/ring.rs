@@ -577,3 +577,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+#[path = "ring_loom.rs"]
+mod loom_tests;

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The checkers beyond `cargo test` (run by .ci/run; each can also run alone):
+#   valgrind  memcheck over the in-process test binaries (stable)
+#   asan      AddressSanitizer over the ring, channel and cross-process tests (nightly)
+#   fuzz      each cargo-fuzz target for FUZZ_SECONDS (nightly)
+# ThreadSanitizer is not run: it needs -Zbuild-std (an instrumented std), which needs the
+# rust-src component, which our CI machines cannot install. Miri is not installable either.
+# Steps that need nightly skip with a message when it is absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+which="${1:-all}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+
+have_nightly() { rustup run nightly rustc --version >/dev/null 2>&1; }
+
+run_valgrind() {
+  echo "--- valgrind memcheck (stable)"
+  command -v valgrind >/dev/null || { echo "valgrind not installed: skipped"; return 0; }
+  local bins
+  bins=$(cargo test -q --no-run --message-format=json 2>/dev/null | python3 -c '
+import sys, json
+wanted = {"capnp_shm_transport", "hostile", "fuzz_corpus", "typed", "transport", "blocking"}
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in wanted:
+        print(m["executable"])')
+  for exe in $bins; do
+    echo "valgrind $(basename "$exe")"
+    valgrind -q --error-exitcode=99 "$exe" --test-threads=2 -q
+  done
+}
+
+run_asan() {
+  echo "--- AddressSanitizer (nightly)"
+  have_nightly || { echo "no nightly toolchain: AddressSanitizer skipped"; return 0; }
+  RUSTFLAGS="-Zsanitizer=address" cargo +nightly test -q --target x86_64-unknown-linux-gnu \
+    --target-dir target/asan --lib --test cross_process --test transport --test hostile \
+    --test blocking --test liveness
+}
+
+run_fuzz() {
+  echo "--- fuzzing, ${FUZZ_SECONDS} s per target (nightly)"
+  have_nightly || { echo "no nightly toolchain: fuzzing skipped (the corpus still replays in cargo test)"; return 0; }
+  command -v cargo-fuzz >/dev/null || cargo install -q cargo-fuzz --locked
+  (
+    cd fuzz
+    cargo +nightly fuzz build -O
+    for target in segment ring typed_slot; do
+            work=$(mktemp -d)
+      status=0
+      cargo +nightly fuzz run -O "$target" "$work" "corpus/$target" -- \
+        -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 >"$work.log" 2>&1 || status=$?
+      echo "$target: $(grep -E '^Done' "$work.log" | tail -n 1)"
+      if [ "$status" -ne 0 ]; then
+        tail -n 40 "$work.log"
+        echo "fuzz target $target failed (the input is saved under fuzz/artifacts/$target)"
+        exit 1
+      fi
+      rm -rf "$work" "$work.log"
+    done
+  )
+}
+
+case "$which" in
+  valgrind) run_valgrind ;;
+  asan) run_asan ;;
+  fuzz) run_fuzz ;;
+  all) run_valgrind; run_asan; run_fuzz ;;
+  *) echo "usage: $0 [valgrind|asan|fuzz|all]"; exit 2 ;;
+esac
