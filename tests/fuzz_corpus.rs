@@ -2,6 +2,8 @@
 //! on stable Rust, plus a deterministic sweep of mutated inputs, so every `cargo test`
 //! re-checks what the fuzzers found. The targets live in `fuzz/` (cargo fuzz, nightly).
 
+mod common;
+
 use std::path::Path;
 
 use capnp_shm_transport::fuzzing;
@@ -24,7 +26,7 @@ fn inputs(dir: &Path) -> Vec<Vec<u8>> {
 
 #[test]
 fn committed_corpus_and_saved_crashes_replay_cleanly() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let root = common::project_path("fuzz");
     for (name, target) in TARGETS {
         let corpus = inputs(&root.join("corpus").join(name));
         assert!(!corpus.is_empty(), "fuzz/corpus/{name} has no seeds");
@@ -39,9 +41,7 @@ fn committed_corpus_and_saved_crashes_replay_cleanly() {
 
 #[test]
 fn mutated_seeds_never_panic() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz")
-        .join("corpus");
+    let root = common::project_path("fuzz/corpus");
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
         x ^= x << 13;

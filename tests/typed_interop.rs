@@ -2,6 +2,8 @@
 //! the slot holds the standard stream framing. Skipped (with a message) when `capnp` is
 //! not on PATH.
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -21,10 +23,11 @@ fn capnp_available() -> bool {
 
 /// Runs `capnp decode --short schema/demo.capnp Sample` on `framed` and returns its stdout.
 fn capnp_decode(framed: &[u8]) -> String {
-    let dir = env!("CARGO_MANIFEST_DIR");
+    let schema = common::project_path("schema/demo.capnp");
     let mut child = Command::new("capnp")
-        .args(["decode", "--short", "schema/demo.capnp", "Sample"])
-        .current_dir(dir)
+        .args(["decode", "--short"])
+        .arg(&schema)
+        .arg("Sample")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -48,3 +48,15 @@ pub fn message(stream: u64, i: u64, max_len: usize, buf: &mut Vec<u8>) {
         buf[..8].copy_from_slice(&i.to_le_bytes());
     }
 }
+
+/// A path in the project tree: under `CARGO_MANIFEST_DIR` for Cargo, or relative to the
+/// working directory, which is the runfiles root under Bazel (where the compile-time
+/// manifest directory may not exist).
+pub fn project_path(relative: &str) -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    if manifest.join(relative).exists() {
+        manifest.join(relative)
+    } else {
+        std::path::PathBuf::from(relative)
+    }
+}
