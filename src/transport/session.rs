@@ -69,6 +69,7 @@ pub enum OnDisconnect {
 /// What happened to the connection, reported to the `on_event` callback from the
 /// liveness thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LinkEvent {
     /// The peer's process died without closing.
     PeerDead,
