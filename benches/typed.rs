@@ -21,9 +21,11 @@ fn channels(test: &str) -> (Channel, Channel) {
     let a = Channel::builder(&name)
         .slot_size(256)
         .slot_count(16)
+        .poll_interval(Duration::ZERO)
         .create()
         .expect("create");
     let b = Channel::builder(&name)
+        .poll_interval(Duration::ZERO)
         .open_timeout(WAIT)
         .open()
         .expect("open");

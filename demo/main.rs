@@ -4,6 +4,8 @@
 //! `capnp-shm-demo run` creates side A, starts side B as a child process of this binary,
 //! lets both send `Sample` messages for a few seconds and prints one report for both.
 
+mod baselines;
+mod bench;
 mod report;
 mod side;
 mod tools;
@@ -32,6 +34,21 @@ enum Cmd {
     A(SideArgs),
     /// Run side B (opens the channel, waiting for side A).
     B(SideArgs),
+        /// Compare this transport with the hardware floor and kernel IPC, measured in one run.
+    Bench {
+        /// A short run (under 20 s).
+        #[arg(long)]
+        quick: bool,
+        /// One JSON object as the last line on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Include peer libraries (iceoryx2) when built with them.
+        #[arg(long)]
+        peers: bool,
+    },
+    /// The other process of one `bench` measurement (internal).
+    #[command(hide = true)]
+    BenchPeer { kind: String, name: String },
     /// List the channels in /dev/shm.
     List,
     /// Print one channel's headers.
@@ -166,6 +183,8 @@ fn main() -> ExitCode {
         }
         Cmd::A(args) => run_side(args, true),
         Cmd::B(args) => run_side(args, false),
+                Cmd::Bench { quick, json, peers } => bench::run(quick, json, peers),
+        Cmd::BenchPeer { kind, name } => bench::peer(&kind, &name),
         Cmd::List => tools::list(),
         Cmd::Inspect { name } => tools::inspect(&name),
         Cmd::Remove { name, stale } => tools::remove(name.as_deref(), stale),

@@ -1,0 +1,250 @@
+//! The baselines of `capnp-shm-demo bench`, written here without any of the library's
+//! transport code (BENCHMARKS.md): the raw shared-memory floor (two atomics bouncing), a
+//! raw futex ping-pong, a minimal SPSC ring, Unix-socket and pipe ping-pongs, memcpy.
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// A plain shared mapping (shm_open + mmap), unlinked by the creator on drop.
+pub struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+    name: Option<CString>,
+}
+
+impl Mapping {
+    pub fn create(name: &str, len: usize) -> std::io::Result<Mapping> {
+        Self::map(name, len, true)
+    }
+
+    pub fn open(name: &str, len: usize) -> std::io::Result<Mapping> {
+        Self::map(name, len, false)
+    }
+
+    fn map(name: &str, len: usize, create: bool) -> std::io::Result<Mapping> {
+        let c_name = CString::new(format!("/{name}")).expect("no NUL");
+        let flags = if create { libc::O_CREAT | libc::O_RDWR | libc::O_TRUNC } else { libc::O_RDWR };
+        // SAFETY: plain POSIX calls on a valid C string; every result is checked, and the
+        // fd is closed once mapped (the mapping keeps the object).
+        unsafe {
+            let fd = libc::shm_open(c_name.as_ptr(), flags, 0o600);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if create && libc::ftruncate(fd, len as libc::off_t) != 0 {
+                let e = std::io::Error::last_os_error();
+                libc::close(fd);
+                return Err(e);
+            }
+            let ptr = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0);
+            libc::close(fd);
+            if ptr == libc::MAP_FAILED {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(Mapping {
+                ptr: ptr.cast(),
+                len,
+                name: create.then_some(c_name),
+            })
+        }
+    }
+
+    /// The 64-bit atomic at byte `offset` (8-aligned, in bounds).
+    pub fn u64_at(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset % 8 == 0 && offset + 8 <= self.len);
+        // SAFETY: in bounds, aligned (mmap is page-aligned), valid for the mapping's life.
+        unsafe { &*self.ptr.add(offset).cast::<AtomicU64>() }
+    }
+
+    /// The 32-bit atomic at byte `offset` (4-aligned, in bounds).
+    pub fn u32_at(&self, offset: usize) -> &AtomicU32 {
+        assert!(offset % 4 == 0 && offset + 4 <= self.len);
+        // SAFETY: as for `u64_at`.
+        unsafe { &*self.ptr.add(offset).cast::<AtomicU32>() }
+    }
+
+    /// Raw pointer to byte `offset` with `len` bytes after it in bounds.
+    pub fn bytes_at(&self, offset: usize, len: usize) -> *mut u8 {
+        assert!(offset + len <= self.len);
+        // SAFETY: in bounds by the check above.
+        unsafe { self.ptr.add(offset) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `map` mapped; unlinks the name we created.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+            if let Some(name) = &self.name {
+                libc::shm_unlink(name.as_ptr());
+            }
+        }
+    }
+}
+
+pub const FLOOR_LEN: usize = 4096;
+const PING: usize = 0;
+const PONG: usize = 128;
+pub const STOP: u64 = u64::MAX;
+
+/// One round trip of the raw floor from the pinging side.
+#[inline]
+pub fn floor_ping(m: &Mapping, i: u64) {
+    m.u64_at(PING).store(i, Ordering::Release);
+    while m.u64_at(PONG).load(Ordering::Acquire) != i {
+        std::hint::spin_loop();
+    }
+}
+
+/// The floor's echoing side: answers every ping until STOP.
+pub fn floor_echo(m: &Mapping) {
+    let mut last = 0;
+    loop {
+        let v = m.u64_at(PING).load(Ordering::Acquire);
+        if v == STOP {
+            return;
+        }
+        if v != last {
+            last = v;
+            m.u64_at(PONG).store(v, Ordering::Release);
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+fn futex(word: &AtomicU32, op: libc::c_int, val: u32) {
+    // SAFETY: a shared futex call on a valid aligned word in a shared mapping; no timeout.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, std::ptr::null::<libc::timespec>(), std::ptr::null::<u32>(), 0u32);
+    }
+}
+
+/// One round trip of the futex floor: set ping, wake, sleep until pong matches.
+pub fn futex_ping(m: &Mapping, i: u32) {
+    let (ping, pong) = (m.u32_at(PING), m.u32_at(PONG));
+    ping.store(i, Ordering::Release);
+    futex(ping, libc::FUTEX_WAKE, 1);
+    loop {
+        let v = pong.load(Ordering::Acquire);
+        if v == i {
+            return;
+        }
+        futex(pong, libc::FUTEX_WAIT, v);
+    }
+}
+
+/// The futex floor's echoing side, until ping is u32::MAX.
+pub fn futex_echo(m: &Mapping) {
+    let (ping, pong) = (m.u32_at(PING), m.u32_at(PONG));
+    let mut last = 0;
+    loop {
+        let v = ping.load(Ordering::Acquire);
+        if v == u32::MAX {
+            return;
+        }
+        if v == last {
+            futex(ping, libc::FUTEX_WAIT, v);
+            continue;
+        }
+        last = v;
+        pong.store(v, Ordering::Release);
+        futex(pong, libc::FUTEX_WAKE, 1);
+    }
+}
+
+/// Stops the futex echo side.
+pub fn futex_stop(m: &Mapping) {
+    m.u32_at(PING).store(u32::MAX, Ordering::Release);
+    futex(m.u32_at(PING), libc::FUTEX_WAKE, 1);
+}
+
+/// A minimal SPSC ring in a mapping: no validation, no length prefix, no headers beyond
+/// head, tail and done (separate lines); `slots` slots of `size` bytes from byte 4096.
+pub struct RawRing {
+    pub slots: u64,
+    pub size: usize,
+}
+
+const HEAD: usize = 0;
+const TAIL: usize = 128;
+const DONE: usize = 256;
+const RING_BASE: usize = 4096;
+
+impl RawRing {
+    pub fn len(&self) -> usize {
+        RING_BASE + self.slots as usize * self.size
+    }
+
+    /// Produces `n` copies of `msg`.
+    pub fn produce(&self, m: &Mapping, msg: &[u8], n: u64) {
+        let (head, tail) = (m.u64_at(HEAD), m.u64_at(TAIL));
+        let mut cached_tail = 0;
+        for i in 0..n {
+            while i - cached_tail >= self.slots {
+                cached_tail = tail.load(Ordering::Acquire);
+                std::hint::spin_loop();
+            }
+            let slot = m.bytes_at(RING_BASE + (i % self.slots) as usize * self.size, self.size);
+            // SAFETY: the slot is free (tail passed it) and in bounds; `msg` fits.
+            unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), slot, msg.len().min(self.size)) };
+            head.store(i + 1, Ordering::Release);
+        }
+    }
+
+        /// Consumes `n` messages (looking at each in place, as the transport's consumer does
+    /// in the comparison), then sets `done`.
+    pub fn consume(&self, m: &Mapping, n: u64) {
+        let (head, tail) = (m.u64_at(HEAD), m.u64_at(TAIL));
+        let mut cached_head = 0;
+        for i in 0..n {
+            while cached_head <= i {
+                cached_head = head.load(Ordering::Acquire);
+                std::hint::spin_loop();
+            }
+            let slot = m.bytes_at(RING_BASE + (i % self.slots) as usize * self.size, self.size);
+                        // SAFETY: published (head passed it), in bounds, not rewritten until tail moves.
+            std::hint::black_box(unsafe { std::slice::from_raw_parts(slot, self.size) });
+            tail.store(i + 1, Ordering::Release);
+        }
+        m.u64_at(DONE).store(1, Ordering::Release);
+    }
+
+    /// Waits until the consumer set `done`.
+    pub fn wait_done(&self, m: &Mapping) {
+        while m.u64_at(DONE).load(Ordering::Acquire) == 0 {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// One 64-byte round trip over a stream (Unix socket, pipes).
+pub fn stream_ping(w: &mut impl Write, r: &mut impl Read, msg: &mut [u8; 64]) -> std::io::Result<()> {
+    w.write_all(msg)?;
+    r.read_exact(msg)
+}
+
+/// Echoes 64-byte messages until the stream ends.
+pub fn stream_echo(r: &mut impl Read, w: &mut impl Write) {
+    let mut msg = [0u8; 64];
+    while r.read_exact(&mut msg).is_ok() {
+        if w.write_all(&msg).and_then(|_| w.flush()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Single-thread memcpy bandwidth of `size`-byte copies, in GB/s.
+pub fn memcpy_gb_per_sec(size: usize, total: usize) -> f64 {
+    let src = vec![1u8; size];
+    let mut dst = vec![0u8; size];
+    let n = (total / size).max(1);
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst);
+    }
+    (n * size) as f64 / start.elapsed().as_secs_f64() / 1e9
+}
