@@ -48,6 +48,9 @@
 
 mod sync;
 
+#[cfg(all(test, loom))]
+mod eventcount_loom;
+
 mod error;
 #[cfg(not(loom))]
 mod futex;
