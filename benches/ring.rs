@@ -56,8 +56,14 @@ fn open_spin(name: &str) -> Channel {
 
 fn throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("in_process_throughput");
-    group.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    for (size, slots, batch) in [(64usize, 256usize, 10_000u64), (1024, 256, 10_000), (65_536, 32, 1_000)] {
+    group
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    for (size, slots, batch) in [
+        (64usize, 256usize, 10_000u64),
+        (1024, 256, 10_000),
+        (65_536, 32, 1_000),
+    ] {
         let name = format!("bench-ring-tp-{size}-{}", std::process::id());
         let a = spin_channel(&name, size, slots);
         let b = open_spin(&name);
@@ -71,10 +77,11 @@ fn throughput(c: &mut Criterion) {
                     let consumer = s.spawn(|| {
                         let mut left = iters * batch;
                         while left > 0 {
-                            left -= rx.recv_batch(64, WAIT, |m| {
-                                black_box(m);
-                            })
-                            .expect("recv") as u64;
+                            left -= rx
+                                .recv_batch(64, WAIT, |m| {
+                                    black_box(m);
+                                })
+                                .expect("recv") as u64;
                         }
                     });
                     let start = Instant::now();
@@ -129,7 +136,9 @@ fn round_trip(c: &mut Criterion) {
     a.send(&msg, WAIT).expect("send");
     drop(a.recv(WAIT).expect("peer did not answer"));
     let mut group = c.benchmark_group("cross_process");
-    group.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    group
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
     group.bench_function("rtt_64B_spin", |bench| {
         bench.iter_custom(|iters| {
             let start = Instant::now();
@@ -153,5 +162,7 @@ fn main() {
         return;
     }
     benches();
-    criterion::Criterion::default().configure_from_args().final_summary();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
 }

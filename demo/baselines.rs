@@ -24,7 +24,11 @@ impl Mapping {
 
     fn map(name: &str, len: usize, create: bool) -> std::io::Result<Mapping> {
         let c_name = CString::new(format!("/{name}")).expect("no NUL");
-        let flags = if create { libc::O_CREAT | libc::O_RDWR | libc::O_TRUNC } else { libc::O_RDWR };
+        let flags = if create {
+            libc::O_CREAT | libc::O_RDWR | libc::O_TRUNC
+        } else {
+            libc::O_RDWR
+        };
         // SAFETY: plain POSIX calls on a valid C string; every result is checked, and the
         // fd is closed once mapped (the mapping keeps the object).
         unsafe {
@@ -37,7 +41,14 @@ impl Mapping {
                 libc::close(fd);
                 return Err(e);
             }
-            let ptr = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0);
+            let ptr = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            );
             libc::close(fd);
             if ptr == libc::MAP_FAILED {
                 return Err(std::io::Error::last_os_error());
@@ -118,7 +129,15 @@ pub fn floor_echo(m: &Mapping) {
 fn futex(word: &AtomicU32, op: libc::c_int, val: u32) {
     // SAFETY: a shared futex call on a valid aligned word in a shared mapping; no timeout.
     unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, std::ptr::null::<libc::timespec>(), std::ptr::null::<u32>(), 0u32);
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op,
+            val,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
     }
 }
 
@@ -194,7 +213,7 @@ impl RawRing {
         }
     }
 
-        /// Consumes `n` messages (looking at each in place, as the transport's consumer does
+    /// Consumes `n` messages (looking at each in place, as the transport's consumer does
     /// in the comparison), then sets `done`.
     pub fn consume(&self, m: &Mapping, n: u64) {
         let (head, tail) = (m.u64_at(HEAD), m.u64_at(TAIL));
@@ -205,7 +224,7 @@ impl RawRing {
                 std::hint::spin_loop();
             }
             let slot = m.bytes_at(RING_BASE + (i % self.slots) as usize * self.size, self.size);
-                        // SAFETY: published (head passed it), in bounds, not rewritten until tail moves.
+            // SAFETY: published (head passed it), in bounds, not rewritten until tail moves.
             std::hint::black_box(unsafe { std::slice::from_raw_parts(slot, self.size) });
             tail.store(i + 1, Ordering::Release);
         }
@@ -221,7 +240,11 @@ impl RawRing {
 }
 
 /// One 64-byte round trip over a stream (Unix socket, pipes).
-pub fn stream_ping(w: &mut impl Write, r: &mut impl Read, msg: &mut [u8; 64]) -> std::io::Result<()> {
+pub fn stream_ping(
+    w: &mut impl Write,
+    r: &mut impl Read,
+    msg: &mut [u8; 64],
+) -> std::io::Result<()> {
     w.write_all(msg)?;
     r.read_exact(msg)
 }

@@ -17,7 +17,15 @@ use crate::baselines::{self as base, Mapping, RawRing};
 use crate::side::DemoError;
 
 const WAIT: Duration = Duration::from_secs(30);
-const RTT_KINDS: [&str; 7] = ["floor", "spin", "spin_capnp", "block", "futex_floor", "uds", "pipe"];
+const RTT_KINDS: [&str; 7] = [
+    "floor",
+    "spin",
+    "spin_capnp",
+    "block",
+    "futex_floor",
+    "uds",
+    "pipe",
+];
 const STREAMS: [(&str, usize); 7] = [
     ("floor", 64),
     ("ours", 64),
@@ -93,8 +101,15 @@ impl Drop for Peer {
     }
 }
 
-fn channel_builder(name: &str, slot_size: usize, slot_count: usize, mode: WaitMode) -> capnp_shm_transport::ChannelBuilder {
-    let b = Channel::builder(name).slot_size(slot_size).slot_count(slot_count);
+fn channel_builder(
+    name: &str,
+    slot_size: usize,
+    slot_count: usize,
+    mode: WaitMode,
+) -> capnp_shm_transport::ChannelBuilder {
+    let b = Channel::builder(name)
+        .slot_size(slot_size)
+        .slot_count(slot_count);
     match mode {
         WaitMode::Poll => b.poll_interval(Duration::ZERO),
         _ => b.wait_mode(mode),
@@ -102,7 +117,12 @@ fn channel_builder(name: &str, slot_size: usize, slot_count: usize, mode: WaitMo
 }
 
 /// Times `batches` batches of `batch` calls of `one(i)`; pushes ns per call per batch.
-fn time_batches(out: &mut Vec<f64>, batches: usize, batch: u64, mut one: impl FnMut(u64) -> Result<(), DemoError>) -> Result<(), DemoError> {
+fn time_batches(
+    out: &mut Vec<f64>,
+    batches: usize,
+    batch: u64,
+    mut one: impl FnMut(u64) -> Result<(), DemoError>,
+) -> Result<(), DemoError> {
     for i in 0..batch / 10 {
         one(i)?; // warm-up
     }
@@ -128,7 +148,11 @@ fn typed_sample() -> Builder<HeapAllocator> {
 fn rtt_round(kind: &str, tag: &str, plan: &Plan, out: &mut Vec<f64>) -> Result<(), DemoError> {
     let name = format!("capnp-shm-bench-{}-{tag}", std::process::id());
     let fast = matches!(kind, "floor" | "spin" | "spin_capnp" | "block");
-    let batch = if fast { plan.fast_batch } else { plan.slow_batch };
+    let batch = if fast {
+        plan.fast_batch
+    } else {
+        plan.slow_batch
+    };
     match kind {
         "floor" | "futex_floor" => {
             let m = Mapping::create(&name, base::FLOOR_LEN).map_err(|e| err("shm", e))?;
@@ -138,7 +162,8 @@ fn rtt_round(kind: &str, tag: &str, plan: &Plan, out: &mut Vec<f64>) -> Result<(
                     base::floor_ping(&m, i);
                     Ok(())
                 })?;
-                m.u64_at(0).store(base::STOP, std::sync::atomic::Ordering::Release);
+                m.u64_at(0)
+                    .store(base::STOP, std::sync::atomic::Ordering::Release);
             } else {
                 time_batches(out, plan.batches, batch, |i| {
                     base::futex_ping(&m, i as u32);
@@ -156,7 +181,9 @@ fn rtt_round(kind: &str, tag: &str, plan: &Plan, out: &mut Vec<f64>) -> Result<(
             let (mut s, _) = listener.accept().map_err(|e| err("accept", e))?;
             let mut r = s.try_clone().map_err(|e| err("socket", e))?;
             let mut msg = [1u8; 64];
-            time_batches(out, plan.batches, batch, |_| base::stream_ping(&mut s, &mut r, &mut msg).map_err(|e| err("uds", e)))?;
+            time_batches(out, plan.batches, batch, |_| {
+                base::stream_ping(&mut s, &mut r, &mut msg).map_err(|e| err("uds", e))
+            })?;
             drop((s, r));
             let _ = std::fs::remove_file(&path);
             peer.finish();
@@ -166,12 +193,18 @@ fn rtt_round(kind: &str, tag: &str, plan: &Plan, out: &mut Vec<f64>) -> Result<(
             let mut w = peer.0.stdin.take().expect("piped");
             let mut r = peer.0.stdout.take().expect("piped");
             let mut msg = [1u8; 64];
-            time_batches(out, plan.batches, batch, |_| base::stream_ping(&mut w, &mut r, &mut msg).map_err(|e| err("pipe", e)))?;
+            time_batches(out, plan.batches, batch, |_| {
+                base::stream_ping(&mut w, &mut r, &mut msg).map_err(|e| err("pipe", e))
+            })?;
             drop((w, r));
             peer.finish();
         }
         "spin" | "block" | "spin_capnp" => {
-            let mode = if kind == "block" { WaitMode::Block } else { WaitMode::Poll };
+            let mode = if kind == "block" {
+                WaitMode::Block
+            } else {
+                WaitMode::Poll
+            };
             let mut a = channel_builder(&name, 256, 16, mode).create()?;
             let peer = Peer::spawn(kind, &name, false)?;
             if kind == "spin_capnp" {
@@ -216,7 +249,7 @@ fn stream_round(kind: &str, size: usize, tag: &str, plan: &Plan) -> Result<f64, 
             ring.wait_done(&m);
             let t = start.elapsed();
             peer.finish();
-            return Ok(n as f64 / t.as_secs_f64());
+            Ok(n as f64 / t.as_secs_f64())
         }
         "ours" => {
             let mut a = channel_builder(&name, size, slots as usize, WaitMode::Poll).create()?;
@@ -238,7 +271,7 @@ fn stream_round(kind: &str, size: usize, tag: &str, plan: &Plan) -> Result<f64, 
             let _ = std::fs::remove_file(&path);
             let listener = UnixListener::bind(&path).map_err(|e| err("bind", e))?;
             let peer = Peer::spawn(&format!("uds-stream:{n}"), &path.to_string_lossy(), false)?;
-                        // One write per message and one read per message on the other side: the socket
+            // One write per message and one read per message on the other side: the socket
             // carries messages, not a byte stream batched by buffers.
             let (mut w, _) = listener.accept().map_err(|e| err("accept", e))?;
             let mut r = w.try_clone().map_err(|e| err("socket", e))?;
@@ -293,11 +326,18 @@ fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
         .unwrap_or_default();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let vm = cpuinfo.contains(" hypervisor");
-        // SAFETY: sysconf only reads a system constant.
+    // SAFETY: sysconf only reads a system constant.
     let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     json!({"cpus": cpus, "model": model, "kernel": kernel, "vm": vm})
 }
@@ -316,9 +356,23 @@ fn num(x: Option<f64>) -> Value {
 /// Runs the comparison and prints the table (or the JSON object as the last line).
 pub fn run(quick: bool, json_out: bool, peers: bool) -> Result<(), DemoError> {
     let plan = if quick {
-                Plan { rounds: 5, batches: 10, fast_batch: 10_000, slow_batch: 300, stream_bytes: 32 * MIB, large_messages: 256 }
+        Plan {
+            rounds: 5,
+            batches: 10,
+            fast_batch: 10_000,
+            slow_batch: 300,
+            stream_bytes: 32 * MIB,
+            large_messages: 256,
+        }
     } else {
-        Plan { rounds: 9, batches: 20, fast_batch: 20_000, slow_batch: 1500, stream_bytes: 128 * MIB, large_messages: 1024 }
+        Plan {
+            rounds: 9,
+            batches: 20,
+            fast_batch: 20_000,
+            slow_batch: 1500,
+            stream_bytes: 128 * MIB,
+            large_messages: 1024,
+        }
     };
     if peers {
         eprintln!("note: the iceoryx2 row needs the separate peer crate, which is not part of this build; it stays null");
@@ -333,18 +387,32 @@ pub fn run(quick: bool, json_out: bool, peers: bool) -> Result<(), DemoError> {
             rtt_round(kind, &format!("rtt-{kind}-{round}"), &plan, &mut rtt[k])?;
         }
         for (k, (kind, size)) in STREAMS.iter().enumerate() {
-            stream[k].push(stream_round(kind, *size, &format!("st-{kind}-{size}-{round}"), &plan)?);
+            stream[k].push(stream_round(
+                kind,
+                *size,
+                &format!("st-{kind}-{size}-{round}"),
+                &plan,
+            )?);
         }
         large.push(large_round(&format!("large-{round}"), &plan)?);
-        eprintln!("round {}/{} done ({:.1} s)", round + 1, plan.rounds, started.elapsed().as_secs_f64());
+        eprintln!(
+            "round {}/{} done ({:.1} s)",
+            round + 1,
+            plan.rounds,
+            started.elapsed().as_secs_f64()
+        );
     }
     let memcpy = {
-        let mut v: Vec<f64> = (0..plan.rounds).map(|_| base::memcpy_gb_per_sec(MIB, plan.large_messages as usize * MIB)).collect();
+        let mut v: Vec<f64> = (0..plan.rounds)
+            .map(|_| base::memcpy_gb_per_sec(MIB, plan.large_messages as usize * MIB))
+            .collect();
         median(&mut v)
     };
     let mut p50 = |k: usize| median(&mut rtt[k].clone());
     let rtt_p50: Vec<Option<f64>> = (0..RTT_KINDS.len()).map(&mut p50).collect();
-    let rtt_p99: Vec<Option<f64>> = (0..RTT_KINDS.len()).map(|k| quantile(&mut rtt[k].clone(), 0.99)).collect();
+    let rtt_p99: Vec<Option<f64>> = (0..RTT_KINDS.len())
+        .map(|k| quantile(&mut rtt[k].clone(), 0.99))
+        .collect();
     let st: Vec<Option<f64>> = stream.iter_mut().map(|v| median(v)).collect();
     let ours_1m = median(&mut large);
     let by = |k: &str| RTT_KINDS.iter().position(|x| *x == k).expect("kind");
@@ -385,7 +453,13 @@ pub fn run(quick: bool, json_out: bool, peers: bool) -> Result<(), DemoError> {
 
 fn print_report(r: &Value, took: Duration) {
     let m = &r["machine"];
-    println!("machine: {} cpus, {}, kernel {}{}", m["cpus"], m["model"].as_str().unwrap_or("?"), m["kernel"].as_str().unwrap_or("?"), if m["vm"] == true { ", VM" } else { "" });
+    println!(
+        "machine: {} cpus, {}, kernel {}{}",
+        m["cpus"],
+        m["model"].as_str().unwrap_or("?"),
+        m["kernel"].as_str().unwrap_or("?"),
+        if m["vm"] == true { ", VM" } else { "" }
+    );
     println!("\nround trip, 64 B        p50 ns     p99 ns   vs floor");
     let floor = r["rtt_ns"]["floor"].as_f64();
     for k in RTT_KINDS.iter().chain(["iceoryx2"].iter()) {
@@ -408,9 +482,19 @@ fn print_report(r: &Value, took: Duration) {
     }
     println!("\nratios");
     for (k, v) in r["ratios"].as_object().into_iter().flatten() {
-        println!("  {k:<22} {}", if v.is_null() { "n/a".to_string() } else { v.to_string() });
+        println!(
+            "  {k:<22} {}",
+            if v.is_null() {
+                "n/a".to_string()
+            } else {
+                v.to_string()
+            }
+        );
     }
-    println!("\n(measured in {:.1} s; baselines and ours interleaved per round)", took.as_secs_f64());
+    println!(
+        "\n(measured in {:.1} s; baselines and ours interleaved per round)",
+        took.as_secs_f64()
+    );
 }
 
 /// The peer side of one measurement (`capnp-shm-demo bench-peer KIND NAME`).
@@ -419,11 +503,18 @@ pub fn peer(kind: &str, name: &str) -> Result<(), DemoError> {
     let mut parts = kind.split(':');
     let head = parts.next().unwrap_or_default();
     let mut arg = |what: &str| -> Result<u64, DemoError> {
-        parts.next().and_then(|p| p.parse().ok()).ok_or_else(|| err("bench peer argument", what))
+        parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| err("bench peer argument", what))
     };
     match head {
-        "floor" => base::floor_echo(&Mapping::open(name, base::FLOOR_LEN).map_err(|e| err("shm", e))?),
-        "futex_floor" => base::futex_echo(&Mapping::open(name, base::FLOOR_LEN).map_err(|e| err("shm", e))?),
+        "floor" => {
+            base::floor_echo(&Mapping::open(name, base::FLOOR_LEN).map_err(|e| err("shm", e))?)
+        }
+        "futex_floor" => {
+            base::futex_echo(&Mapping::open(name, base::FLOOR_LEN).map_err(|e| err("shm", e))?)
+        }
         "uds" => {
             let s = UnixStream::connect(name).map_err(|e| err("connect", e))?;
             let mut w = s.try_clone().map_err(|e| err("socket", e))?;
@@ -431,22 +522,35 @@ pub fn peer(kind: &str, name: &str) -> Result<(), DemoError> {
         }
         "pipe" => base::stream_echo(&mut std::io::stdin().lock(), &mut std::io::stdout().lock()),
         "spin" | "block" | "spin_capnp" => {
-            let mode = if head == "block" { WaitMode::Block } else { WaitMode::Poll };
+            let mode = if head == "block" {
+                WaitMode::Block
+            } else {
+                WaitMode::Poll
+            };
             let b = Channel::builder(name).open_timeout(WAIT);
-            let mut b = if mode == WaitMode::Block { b.wait_mode(mode) } else { b.poll_interval(Duration::ZERO) }.open()?;
+            let mut b = if mode == WaitMode::Block {
+                b.wait_mode(mode)
+            } else {
+                b.poll_interval(Duration::ZERO)
+            }
+            .open()?;
             let mut reply = typed_sample();
             let mut buf = Vec::with_capacity(256);
             loop {
-                                let r = if head == "spin_capnp" {
+                let r = if head == "spin_capnp" {
                     let seq = b
                         .recv_message(Duration::from_secs(60))
                         .and_then(|m| Ok(m.root::<sample::Owned>()?.get_seq()));
                     seq.and_then(|seq| {
-                        reply.get_root::<sample::Builder>().map_err(Error::Encode)?.set_seq(seq);
+                        reply
+                            .get_root::<sample::Builder>()
+                            .map_err(Error::Encode)?
+                            .set_seq(seq);
                         b.send_message(&reply, WAIT)
                     })
                 } else {
-                    b.recv_into(&mut buf, Duration::from_secs(60)).and_then(|_| b.send(&buf, WAIT))
+                    b.recv_into(&mut buf, Duration::from_secs(60))
+                        .and_then(|_| b.send(&buf, WAIT))
                 };
                 match r {
                     Ok(()) => {}
@@ -458,20 +562,28 @@ pub fn peer(kind: &str, name: &str) -> Result<(), DemoError> {
         "ring" => {
             let (size, slots, n) = (arg("size")? as usize, arg("slots")?, arg("n")?);
             let ring = RawRing { slots, size };
-            ring.consume(&Mapping::open(name, ring.len()).map_err(|e| err("shm", e))?, n);
+            ring.consume(
+                &Mapping::open(name, ring.len()).map_err(|e| err("shm", e))?,
+                n,
+            );
         }
         "stream" | "large" => {
             let n = arg("n")?;
-            let mut b = Channel::builder(name).poll_interval(Duration::ZERO).open_timeout(WAIT).open()?;
+            let mut b = Channel::builder(name)
+                .poll_interval(Duration::ZERO)
+                .open_timeout(WAIT)
+                .open()?;
             let mut buf = Vec::new();
             b.recv_into(&mut buf, WAIT)?; // handshake
             b.send(b"ready", WAIT)?;
             let mut got = 0;
             while got < n {
-                                got += if head == "large" {
+                got += if head == "large" {
                     // Read every word in place (zero-copy), as a consumer of the data would.
                     let msg = b.recv(WAIT)?;
-                    let sum = msg.chunks_exact(8).fold(0u64, |acc, w| acc ^ u64::from_ne_bytes(w.try_into().expect("8")));
+                    let sum = msg.chunks_exact(8).fold(0u64, |acc, w| {
+                        acc ^ u64::from_ne_bytes(w.try_into().expect("8"))
+                    });
                     std::hint::black_box(sum);
                     1
                 } else {
@@ -487,7 +599,7 @@ pub fn peer(kind: &str, name: &str) -> Result<(), DemoError> {
         "uds-stream" => {
             let n = arg("n")?;
             let s = UnixStream::connect(name).map_err(|e| err("connect", e))?;
-                        let mut w = s.try_clone().map_err(|e| err("socket", e))?;
+            let mut w = s.try_clone().map_err(|e| err("socket", e))?;
             let mut r = s;
             let mut msg = [0u8; 64];
             for _ in 0..n {

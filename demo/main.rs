@@ -34,7 +34,7 @@ enum Cmd {
     A(SideArgs),
     /// Run side B (opens the channel, waiting for side A).
     B(SideArgs),
-        /// Compare this transport with the hardware floor and kernel IPC, measured in one run.
+    /// Compare this transport with the hardware floor and kernel IPC, measured in one run.
     Bench {
         /// A short run (under 20 s).
         #[arg(long)]
@@ -183,7 +183,7 @@ fn main() -> ExitCode {
         }
         Cmd::A(args) => run_side(args, true),
         Cmd::B(args) => run_side(args, false),
-                Cmd::Bench { quick, json, peers } => bench::run(quick, json, peers),
+        Cmd::Bench { quick, json, peers } => bench::run(quick, json, peers),
         Cmd::BenchPeer { kind, name } => bench::peer(&kind, &name),
         Cmd::List => tools::list(),
         Cmd::Inspect { name } => tools::inspect(&name),
