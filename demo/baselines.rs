@@ -213,8 +213,9 @@ impl RawRing {
         }
     }
 
-    /// Consumes `n` messages (looking at each in place, as the transport's consumer does
-    /// in the comparison), then sets `done`.
+    /// Consumes `n` messages, reading the first word of each in place (a consumer must at
+    /// least look at a message, which moves its first cache line across cores, as the
+    /// transport's consumer does when it checks the slot's commit word), then sets `done`.
     pub fn consume(&self, m: &Mapping, n: u64) {
         let (head, tail) = (m.u64_at(HEAD), m.u64_at(TAIL));
         let mut cached_head = 0;
@@ -224,8 +225,9 @@ impl RawRing {
                 std::hint::spin_loop();
             }
             let slot = m.bytes_at(RING_BASE + (i % self.slots) as usize * self.size, self.size);
-            // SAFETY: published (head passed it), in bounds, not rewritten until tail moves.
-            std::hint::black_box(unsafe { std::slice::from_raw_parts(slot, self.size) });
+            // SAFETY: published (head passed it), in bounds and 8-aligned (slots start at 4096
+            // with sizes that are multiples of 64), not rewritten until tail moves.
+            std::hint::black_box(unsafe { std::ptr::read_volatile(slot.cast::<u64>()) });
             tail.store(i + 1, Ordering::Release);
         }
         m.u64_at(DONE).store(1, Ordering::Release);
