@@ -181,7 +181,8 @@ pub fn futex_stop(m: &Mapping) {
 }
 
 /// A minimal SPSC ring in a mapping: no validation, no length prefix, no headers beyond
-/// head, tail and done (separate lines); `slots` slots of `size` bytes from byte 4096.
+/// head, tail and done (separate lines); `slots` (a power of two) slots of `size` bytes
+/// from byte 4096.
 pub struct RawRing {
     pub slots: u64,
     pub size: usize,
@@ -193,8 +194,19 @@ const DONE: usize = 256;
 const RING_BASE: usize = 4096;
 
 impl RawRing {
+    /// Bytes from one slot to the next: the size plus a cache line, so large power-of-two
+    /// slots do not alias in the cache's sets.
+    fn stride(&self) -> usize {
+        self.size + 64
+    }
+
+    /// Byte offset of message `i`'s slot (`slots` is a power of two).
+    fn slot_offset(&self, i: u64) -> usize {
+        RING_BASE + (i & (self.slots - 1)) as usize * self.stride()
+    }
+
     pub fn len(&self) -> usize {
-        RING_BASE + self.slots as usize * self.size
+        RING_BASE + self.slots as usize * self.stride()
     }
 
     /// Produces `n` copies of `msg`.
@@ -206,7 +218,7 @@ impl RawRing {
                 cached_tail = tail.load(Ordering::Acquire);
                 std::hint::spin_loop();
             }
-            let slot = m.bytes_at(RING_BASE + (i % self.slots) as usize * self.size, self.size);
+            let slot = m.bytes_at(self.slot_offset(i), self.size);
             // SAFETY: the slot is free (tail passed it) and in bounds; `msg` fits.
             unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), slot, msg.len().min(self.size)) };
             head.store(i + 1, Ordering::Release);
@@ -224,7 +236,7 @@ impl RawRing {
                 cached_head = head.load(Ordering::Acquire);
                 std::hint::spin_loop();
             }
-            let slot = m.bytes_at(RING_BASE + (i % self.slots) as usize * self.size, self.size);
+            let slot = m.bytes_at(self.slot_offset(i), self.size);
             // SAFETY: published (head passed it), in bounds and 8-aligned (slots start at 4096
             // with sizes that are multiples of 64), not rewritten until tail moves.
             std::hint::black_box(unsafe { std::ptr::read_volatile(slot.cast::<u64>()) });
