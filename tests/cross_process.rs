@@ -18,11 +18,11 @@ const B_TO_A: u64 = 2;
 /// The peer process. In a normal test run (no role set) this entry does nothing.
 #[test]
 fn child_process_entry() {
-    let Ok(role) = std::env::var(common::peer::ROLE_ENV) else {
+    let Some((role, name)) = common::peer::role() else {
         return;
     };
-    let (role, name) = role.split_once(':').expect("role:name");
-    match role {
+    let name = name.as_str();
+    match role.as_str() {
         "stress-b" => stress_b(name),
         "late-b" => late_b(name),
         "old-b" => old_b(name),
@@ -231,7 +231,7 @@ fn ping_pongs() -> u64 {
     std::env::var("CAPNP_SHM_PINGPONGS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
+        .unwrap_or(300_000)
 }
 
 #[test]

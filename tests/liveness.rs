@@ -19,11 +19,11 @@ const DETECT_WITHIN: Duration = Duration::from_secs(2);
 
 #[test]
 fn child_process_entry() {
-    let Ok(role) = std::env::var(common::peer::ROLE_ENV) else {
+    let Some((role, name)) = common::peer::role() else {
         return;
     };
-    let (role, name) = role.split_once(':').expect("role:name");
-    match role {
+    let name = name.as_str();
+    match role.as_str() {
         "writer-a" => writer_a(name),
         "idle-b" => idle_b(name),
         other => panic!("unknown role {other}"),

@@ -15,11 +15,11 @@ const WAIT: Duration = Duration::from_secs(20);
 
 #[test]
 fn child_process_entry() {
-    let Ok(role) = std::env::var(common::peer::ROLE_ENV) else {
+    let Some((role, name)) = common::peer::role() else {
         return;
     };
-    let (role, name) = role.split_once(':').expect("role:name");
-    match role {
+    let name = name.as_str();
+    match role.as_str() {
         "echo-a" => echo_a(name),
         other => panic!("unknown role {other}"),
     }

@@ -116,3 +116,10 @@ pub fn read_stdin_line() -> String {
     std::io::stdin().read_line(&mut line).unwrap();
     line
 }
+
+/// In a peer process, its `(role, channel name)`; `None` in a normal test run.
+pub fn role() -> Option<(String, String)> {
+    let spec = std::env::var(ROLE_ENV).ok()?;
+    let (role, name) = spec.split_once(':').expect("role:name");
+    Some((role.to_string(), name.to_string()))
+}
