@@ -50,3 +50,38 @@ fn no_lost_wake_up() {
         assert!(!sleeps || wakes, "the sleeper sleeps and nobody wakes it");
     });
 }
+
+/// The close protocol of `Link`: the closing side stores its last commit, then its closed
+/// flag (Release); a receiver that sees the flag (Acquire) looks at the ring once more
+/// and must find the message. Weakening the flag's store or load makes loom find a run
+/// where the receiver reports Closed with the message unread.
+#[test]
+fn close_never_hides_the_last_message() {
+    loom::model(|| {
+        let commit = Arc::new(AtomicU64::new(0));
+        let closed = Arc::new(AtomicU32::new(0));
+        let closer = {
+            let (commit, closed) = (commit.clone(), closed.clone());
+            thread::spawn(move || {
+                commit.store(1, Ordering::Release); // the last message's commit word
+                closed.store(1, Ordering::Release); // then the closed flag
+            })
+        };
+        // The receiver's wait loop: message? else closed? then one more look.
+        let outcome = loop {
+            if commit.load(Ordering::Acquire) == 1 {
+                break "message";
+            }
+            if closed.load(Ordering::Acquire) != 0 {
+                break if commit.load(Ordering::Acquire) == 1 {
+                    "message"
+                } else {
+                    "closed early"
+                };
+            }
+            thread::yield_now();
+        };
+        closer.join().unwrap();
+        assert_eq!(outcome, "message");
+    });
+}
