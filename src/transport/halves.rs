@@ -5,6 +5,8 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crossbeam_utils::CachePadded;
+
 use super::control::Control;
 use super::link::Link;
 use crate::error::{Error, Result};
@@ -18,13 +20,16 @@ pub struct Sender {
     control: Control,
     link: Arc<Link>,
     epoch: u64,
-    producer: Producer<Region>,
+    /// The producer's hot local state (head, cached tail), on cache lines of its own: a
+    /// `Sender` and a `Receiver` placed side by side (adjacent locals, one struct) must not
+    /// bounce a line between the producing and the consuming thread.
+    producer: CachePadded<Producer<Region>>,
 }
 
 impl Sender {
     pub(crate) fn new(control: Control) -> Result<Sender> {
         let (link, epoch) = control.session.current();
-        let producer = producer_for(&link)?;
+        let producer = CachePadded::new(producer_for(&link)?);
         Ok(Sender {
             control,
             link,
@@ -193,7 +198,8 @@ pub struct Receiver {
     control: Control,
     link: Arc<Link>,
     epoch: u64,
-    consumer: Consumer<Region>,
+    /// The consumer's hot local state, on cache lines of its own (see [`Sender`]).
+    consumer: CachePadded<Consumer<Region>>,
 }
 
 impl Receiver {
@@ -201,11 +207,11 @@ impl Receiver {
         let (link, epoch) = control.session.current();
         let inc = link.incoming().clone();
         let h = inc.header();
-        let consumer = Consumer::new(
+        let consumer = CachePadded::new(Consumer::new(
             inc.clone(),
             h.consumer.tail.load(Ordering::Relaxed),
             h.consumer.bytes.load(Ordering::Relaxed),
-        );
+        ));
         Ok(Receiver {
             control,
             link,
