@@ -310,6 +310,64 @@ fn large_round(tag: &str, plan: &Plan) -> Result<f64, DemoError> {
     Ok((n as usize * MIB) as f64 / t.as_secs_f64() / 1e9)
 }
 
+/// The iceoryx2 ping-pong binary (benches/iceoryx2-peer), if built: `CAPNP_SHM_ICEORYX2`,
+/// else the crate's release build path relative to the working directory.
+fn iceoryx2_binary() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("CAPNP_SHM_ICEORYX2")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "benches/iceoryx2-peer/target/release/iceoryx2-pingpong".into());
+    path.is_file().then_some(path)
+}
+
+/// One iceoryx2 round: its own pong process (CPU 1) and ping process (CPU 0); appends the
+/// ping side's per-batch means.
+fn iceoryx2_round(
+    bin: &std::path::Path,
+    tag: &str,
+    plan: &Plan,
+    out: &mut Vec<f64>,
+) -> Result<(), DemoError> {
+    use std::io::BufRead;
+    let name = format!("capnp-shm-bench-{}-{tag}", std::process::id());
+    let mut pong = Peer(
+        Command::new(bin)
+            .args(["pong", &name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| err("spawn iceoryx2 pong", e))?,
+    );
+    // Wait for its subscriber, so no ping is sent before anyone listens.
+    let stdout = pong.0.stdout.take().expect("piped");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| err("iceoryx2 pong", e))?;
+    if !line.contains("ready") {
+        return Err(err("iceoryx2 pong", "did not start"));
+    }
+    let ping = Command::new(bin)
+        .args([
+            "ping",
+            &name,
+            &plan.fast_batch.to_string(),
+            &plan.batches.to_string(),
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| err("iceoryx2 ping", e))?;
+    if !ping.status.success() {
+        return Err(err("iceoryx2 ping", ping.status));
+    }
+    out.extend(
+        String::from_utf8_lossy(&ping.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse::<f64>().ok()),
+    );
+    pong.finish();
+    Ok(())
+}
+
 fn median(v: &mut [f64]) -> Option<f64> {
     quantile(v, 0.5)
 }
@@ -374,9 +432,11 @@ pub fn run(quick: bool, json_out: bool, peers: bool) -> Result<(), DemoError> {
             large_messages: 1024,
         }
     };
-    if peers {
-        eprintln!("note: the iceoryx2 row needs the separate peer crate, which is not part of this build; it stays null");
+    let iceoryx2 = if peers { iceoryx2_binary() } else { None };
+    if peers && iceoryx2.is_none() {
+        eprintln!("note: iceoryx2 row skipped: build it with `cargo build --release --manifest-path benches/iceoryx2-peer/Cargo.toml` (or set CAPNP_SHM_ICEORYX2)");
     }
+    let mut ice = Vec::new();
     pin(0);
     let started = Instant::now();
     let mut rtt: Vec<Vec<f64>> = vec![Vec::new(); RTT_KINDS.len()];
@@ -385,6 +445,9 @@ pub fn run(quick: bool, json_out: bool, peers: bool) -> Result<(), DemoError> {
     for round in 0..plan.rounds {
         for (k, kind) in RTT_KINDS.iter().enumerate() {
             rtt_round(kind, &format!("rtt-{kind}-{round}"), &plan, &mut rtt[k])?;
+        }
+        if let Some(bin) = &iceoryx2 {
+            iceoryx2_round(bin, &format!("ice-{round}"), &plan, &mut ice)?;
         }
         for (k, (kind, size)) in STREAMS.iter().enumerate() {
             stream[k].push(stream_round(
@@ -416,18 +479,20 @@ pub fn run(quick: bool, json_out: bool, peers: bool) -> Result<(), DemoError> {
     let st: Vec<Option<f64>> = stream.iter_mut().map(|v| median(v)).collect();
     let ours_1m = median(&mut large);
     let by = |k: &str| RTT_KINDS.iter().position(|x| *x == k).expect("kind");
-    let rtt_obj = |v: &[Option<f64>]| {
+    let ice_p50 = median(&mut ice.clone());
+    let ice_p99 = quantile(&mut ice.clone(), 0.99);
+    let rtt_obj = |v: &[Option<f64>], ice: Option<f64>| {
         let mut o = serde_json::Map::new();
         for (k, kind) in RTT_KINDS.iter().enumerate() {
             o.insert((*kind).into(), num(v[k]));
         }
-        o.insert("iceoryx2".into(), Value::Null);
+        o.insert("iceoryx2".into(), num(ice));
         Value::Object(o)
     };
     let report = json!({
         "machine": machine(),
-        "rtt_ns": rtt_obj(&rtt_p50),
-        "rtt_p99_ns": rtt_obj(&rtt_p99),
+                "rtt_ns": rtt_obj(&rtt_p50, ice_p50),
+        "rtt_p99_ns": rtt_obj(&rtt_p99, ice_p99),
         "stream_msgs_per_sec": {
             "floor_64": num(st[0]), "ours_64": num(st[1]), "uds_64": num(st[2]),
             "floor_1k": num(st[3]), "ours_1k": num(st[4]), "floor_64k": num(st[5]), "ours_64k": num(st[6]),
@@ -438,7 +503,7 @@ pub fn run(quick: bool, json_out: bool, peers: bool) -> Result<(), DemoError> {
             "capnp_over_floor": ratio(rtt_p50[by("spin_capnp")], rtt_p50[by("floor")]),
             "block_over_futex": ratio(rtt_p50[by("block")], rtt_p50[by("futex_floor")]),
             "uds_over_spin": ratio(rtt_p50[by("uds")], rtt_p50[by("spin")]),
-            "iceoryx2_over_spin": Value::Null,
+                        "iceoryx2_over_spin": ratio(ice_p50, rtt_p50[by("spin")]),
             "stream_64_of_floor": ratio(st[1], st[0]),
             "large_of_memcpy": ratio(ours_1m, memcpy),
         },
