@@ -112,6 +112,7 @@ impl Region {
     }
 
     /// The header at the start of the region.
+    #[inline]
     pub(crate) fn header(&self) -> &Header {
         // SAFETY: `base` is page- (or 128-byte-) aligned, the mapping holds at least
         // HEADER_SIZE bytes, it lives as long as `self`, and `Header` consists only of
@@ -124,6 +125,7 @@ impl Region {
         self.geometry
     }
 
+    #[inline]
     fn slot_ptr(&self, slot: usize) -> *mut u8 {
         assert!(slot < self.geometry.slot_count, "slot {slot} out of range");
         // SAFETY: slot < slot_count, so the offset is within the geometry's
@@ -135,6 +137,7 @@ impl Region {
         }
     }
 
+    #[inline]
     fn slot_header(&self, slot: usize) -> &SlotHeader {
         // SAFETY: `slot_ptr` is in bounds and 64-byte aligned (header and stride are
         // multiples of 64); `SlotHeader` is all atomics, valid for any bytes.
@@ -142,6 +145,7 @@ impl Region {
     }
 
     /// Pointer to slot `slot`'s payload (`slot_size` bytes, 8-byte aligned).
+    #[inline]
     pub(crate) fn payload_ptr(&self, slot: usize) -> *mut u8 {
         // SAFETY: the payload starts SLOT_HEADER_SIZE bytes into an in-bounds slot, and
         // the stride leaves room for `slot_size` payload bytes after it.
@@ -153,41 +157,52 @@ impl Region {
 // pointers are bounds-checked by `slot_ptr`, and slots do not overlap each other or the
 // header because the stride is at least SLOT_HEADER_SIZE + slot_size.
 unsafe impl RingMemory for Region {
+    #[inline]
     fn slot_count(&self) -> usize {
         self.geometry.slot_count
     }
+    #[inline]
     fn slot_size(&self) -> usize {
         self.geometry.slot_size
     }
+    #[inline]
     fn head(&self) -> &AtomicU64 {
         &self.header().producer.head
     }
+    #[inline]
     fn head_bytes(&self) -> &AtomicU64 {
         &self.header().producer.bytes
     }
+    #[inline]
     fn tail(&self) -> &AtomicU64 {
         &self.header().consumer.tail
     }
+    #[inline]
     fn tail_bytes(&self) -> &AtomicU64 {
         &self.header().consumer.bytes
     }
+    #[inline]
     fn commit(&self, slot: usize) -> &AtomicU64 {
         &self.slot_header(slot).commit
     }
+    #[inline]
     fn len(&self, slot: usize) -> &AtomicU32 {
         &self.slot_header(slot).len
     }
+    #[inline]
     unsafe fn write_payload(&self, slot: usize, src: &[u8]) {
         debug_assert!(src.len() <= self.geometry.slot_size);
         // SAFETY: the caller owns the slot and bounded `src.len()` by slot_size; the
         // payload never overlaps `src`, which is process-local memory.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.payload_ptr(slot), src.len()) }
     }
+    #[inline]
     unsafe fn payload_mut(&self, slot: usize) -> &mut [u8] {
         // SAFETY: in bounds (slot_size bytes after the slot header); the caller owns the
         // slot, so nothing else reads or writes it while the borrow lives.
         unsafe { std::slice::from_raw_parts_mut(self.payload_ptr(slot), self.geometry.slot_size) }
     }
+    #[inline]
     unsafe fn payload(&self, slot: usize, len: usize) -> &[u8] {
         debug_assert!(len <= self.geometry.slot_size);
         // SAFETY: in bounds (len <= slot_size), and the caller guarantees the producer

@@ -27,12 +27,21 @@ fn pin(cpu: usize) {
 fn main() -> Result<(), Box<dyn core::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let role = args.get(1).map(String::as_str).unwrap_or("");
-    let name = args.get(2).cloned().unwrap_or_else(|| "capnp-shm-bench".into());
+    let name = args
+        .get(2)
+        .cloned()
+        .unwrap_or_else(|| "capnp-shm-bench".into());
     let node = NodeBuilder::new().create::<ipc::Service>()?;
     let ping_name = format!("{name}/ping");
     let pong_name = format!("{name}/pong");
-    let ping = node.service_builder(&ping_name.as_str().try_into()?).publish_subscribe::<Payload>().open_or_create()?;
-    let pong = node.service_builder(&pong_name.as_str().try_into()?).publish_subscribe::<Payload>().open_or_create()?;
+    let ping = node
+        .service_builder(&ping_name.as_str().try_into()?)
+        .publish_subscribe::<Payload>()
+        .open_or_create()?;
+    let pong = node
+        .service_builder(&pong_name.as_str().try_into()?)
+        .publish_subscribe::<Payload>()
+        .open_or_create()?;
     match role {
         "pong" => {
             pin(1);
