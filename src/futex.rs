@@ -3,7 +3,7 @@
 //! Shared (not `FUTEX_PRIVATE_FLAG`) futexes: the kernel keys them by the mapped object and
 //! offset, so a waiter in one process is woken by a `FUTEX_WAKE` from the other.
 
-use std::sync::atomic::AtomicU32;
+use crate::sync::AtomicU32;
 use std::time::Duration;
 
 /// Sleeps while `*word == expected`, for at most `timeout` (or until woken). Returns early,
@@ -51,7 +51,7 @@ pub(crate) fn wake(word: &AtomicU32, waiters: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering;
+    use crate::sync::Ordering;
     use std::sync::Arc;
     use std::time::Instant;
 

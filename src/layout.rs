@@ -29,9 +29,6 @@ pub const MAX_SLOT_SIZE: usize = 1 << 30;
 pub const MAX_SLOT_COUNT: usize = 1 << 24;
 /// Largest accepted segment (header plus ring).
 pub const MAX_SEGMENT_LEN: u64 = 1 << 36;
-/// Largest accepted poll interval in microseconds (one second); larger values read from a
-/// mapping are clamped to it.
-pub const MAX_POLL_US: u32 = 1_000_000;
 
 /// The header at offset 0 of each segment: four 128-byte blocks, so the producer's words,
 /// the consumer's words and the rarely written control words never share a cache line

@@ -10,14 +10,13 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::layout::ProducerBlock;
 use crate::region::Region;
-use crate::sync::Ordering;
+use crate::sync::{AtomicBool, Ordering};
 
 /// Default time after which a silent peer in another pid namespace counts as dead; also
 /// sets how often the monitor runs (a quarter of it).

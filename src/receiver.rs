@@ -1,7 +1,6 @@
 //! The optional receive thread: drains incoming messages in bursts and hands each to the
 //! user's callback; waits per the local poll interval when nothing arrived.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -9,7 +8,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::region::Region;
-use crate::sync::Ordering;
+use crate::sync::{AtomicBool, Ordering};
 use crate::transport::{Callback, Receiver};
 use crate::wait::{self, Timeout, Waiter};
 

@@ -12,7 +12,7 @@ use crate::layout::{Geometry, Header, SlotHeader, HEADER_SIZE, SLOT_HEADER_SIZE}
 use crate::ring::RingMemory;
 use crate::segment::Direction;
 use crate::segment::Segment;
-use crate::sync::{AtomicU32, AtomicU64};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Keeps a mapping alive; a [`Region`] holds one so its pointers stay valid.
 trait Backing: Send + Sync {}
@@ -108,7 +108,7 @@ impl Region {
         // SAFETY: in bounds and 8-byte aligned (checked above, base is 128-aligned); the
         // word is accessed atomically like every other word of the mapping.
         let word = unsafe { &*self.base.as_ptr().add(offset).cast::<AtomicU64>() };
-        word.store(value, std::sync::atomic::Ordering::Relaxed);
+        word.store(value, Ordering::Relaxed);
     }
 
     /// The header at the start of the region.

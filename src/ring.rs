@@ -580,4 +580,4 @@ mod tests {
 
 #[cfg(all(test, loom))]
 #[path = "ring_loom.rs"]
-mod loom_tests;
+pub(crate) mod loom_tests;

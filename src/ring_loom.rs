@@ -22,12 +22,13 @@ struct Inner {
     payload: Vec<UnsafeCell<[u8; SLOT_SIZE]>>,
 }
 
-/// A ring's memory for loom, shared by the two threads.
+/// A ring's memory for loom, shared by the two threads (also used by the waiter's
+/// models in `wait/loom_tests.rs`).
 #[derive(Clone)]
-struct LoomMemory(Arc<Inner>);
+pub(crate) struct LoomMemory(Arc<Inner>);
 
 impl LoomMemory {
-    fn new(slots: usize) -> LoomMemory {
+    pub(crate) fn new(slots: usize) -> LoomMemory {
         LoomMemory(Arc::new(Inner {
             head: AtomicU64::new(0),
             head_bytes: AtomicU64::new(0),

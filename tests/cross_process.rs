@@ -1,6 +1,10 @@
 //! Two real processes: the test binary re-executes itself as the peer (fork is fragile with
 //! threads). The child runs `child_process_entry` with its role in an environment variable.
 
+// clippy.toml funnels the library's spin and yield hints through its loom-aware module;
+// test code is not model-checked and uses std's.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,9 @@
 //! Side B re-attaching to a restarted side A: after a kill -9 and after a clean exit, each
 //! disconnect behaviour, and giving up under each limit of the policy.
 
+// Test code is not model-checked: it uses std's atomics (clippy.toml funnels the library's).
+#![allow(clippy::disallowed_types)]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};

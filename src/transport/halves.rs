@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::region::Region;
 use crate::ring::{Consumer, Producer};
 use crate::sync::Ordering;
-use crate::wait::{self, Timeout, Waiter};
+use crate::wait::{self, Received, Timeout, Waiter};
 
 /// The sending half: publishes messages on this side's outgoing ring.
 pub struct Sender {
@@ -327,22 +327,26 @@ impl Receiver {
     fn wait_for_message(&mut self, timeout: Timeout) -> Result<usize> {
         let mut waiter = Waiter::new(timeout);
         loop {
-            if let Some(gone) = self.link.peer_gone() {
-                // A closing peer stored its flag after its last commit (Release/Acquire);
-                // a dead one committed nothing after the monitor saw it exit. Either way
-                // one more look finds every message it sent.
-                if let Some(len) = self.consumer.peek(0)? {
-                    return Ok(len);
+            let link = &self.link;
+            let consumer = &self.consumer;
+            let (session, epoch) = (&self.control.session, self.epoch);
+            let received = wait::next_message(
+                &mut waiter,
+                &link.policy(&consumer.memory().header().consumer.wait),
+                || consumer.peek(0),
+                || link.peer_gone(),
+                || session.epoch() != epoch,
+            )?;
+            match received {
+                Received::Message(len) => return Ok(len),
+                Received::TimedOut => return Err(Error::Timeout { full: false }),
+                Received::Gone(gone) => {
+                    self.control.session.after_gone(gone, self.epoch, timeout)?;
+                    self.sync()?;
                 }
-                self.control.session.after_gone(gone, self.epoch, timeout)?;
-                self.sync()?;
-                continue;
-            }
-            if !self.idle(&mut waiter, || false) {
-                return Err(Error::Timeout { full: false });
-            }
-            if let Some(len) = self.consumer.peek(0)? {
-                return Ok(len);
+                // A new link: look again; the old peer is gone, which the next round
+                // reports after a last look at the old ring.
+                Received::Interrupted => {}
             }
         }
     }

@@ -2,7 +2,6 @@
 //! side's identity and the liveness monitor. Side B gets a new `Link` when it reconnects
 //! to a restarted side A.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use crate::layout::{self, ControlBlock, Readiness, Validated, HEADER_SIZE};
 use crate::liveness::{Monitor, ProcessIdentity};
 use crate::region::{header_of, Region};
 use crate::segment::{Direction, Segment};
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicBool, AtomicU32, Ordering};
 use crate::wait::{self, Policy};
 
 pub(crate) struct Link {

@@ -23,7 +23,7 @@ pub use halves::{Receiver, RecvGuard, Sender};
 pub use session::{EventCallback, LinkEvent, OnDisconnect, ReconnectPolicy};
 
 use crate::error::{Error, Result};
-use crate::layout::MAX_POLL_US;
+use crate::wait::MAX_POLL_US;
 use crate::receiver::ReceiveThread;
 use crate::segment::{self, Direction};
 use crate::wait::Timeout;

@@ -6,7 +6,6 @@
 //! session's epoch; each [`Sender`](super::Sender) and [`Receiver`](super::Receiver)
 //! notices the new epoch (one Relaxed load per call) and moves to the new link itself.
 
-use std::sync::atomic::{AtomicU64, AtomicU8};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use super::link::{try_attach, wake_regions, Attach, Link};
 use super::Side;
 use crate::error::{Error, Result};
 use crate::liveness::{Monitor, PeerChange, Watched};
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use crate::wait::{Policy, Timeout, WaitMode, Waiter};
 
 /// How side B re-attaches after side A died or closed.

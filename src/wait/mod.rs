@@ -9,7 +9,7 @@
 //! [`lower_timer_slack`] does the same for a caller's thread.
 //!
 //! [`WaitMode::Block`] removes the trade-off between idle CPU and latency with an
-//! eventcount: the idle side spins for [`SPIN_PHASE`], yields [`YIELDS`] times, then
+//! eventcount: the idle side spins for `SPIN_PHASE`, yields `YIELDS` times, then
 //! announces itself in its wait word, issues a SeqCst fence, re-checks, and sleeps in
 //! `FUTEX_WAIT` (in slices of at most [`SLEEP_SLICE`]). The other side, after publishing or
 //! releasing, issues one fence and loads the word, and calls `FUTEX_WAKE` only when
@@ -18,9 +18,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::futex;
-use crate::layout::MAX_POLL_US;
-use crate::sync::{AtomicU32, Ordering};
+use crate::error::Error;
+use crate::sync::{fence, futex, thread, AtomicU32, Ordering};
+
+/// The longest poll interval, in µs, a waiter honours (1 s); larger values read from the
+/// header are clamped to it.
+pub const MAX_POLL_US: u32 = 1_000_000;
 
 /// How long a blocking call may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,11 +76,11 @@ impl WaitMode {
 }
 
 /// Spins between two reads of the clock while spinning.
-pub const SPINS_PER_CLOCK_CHECK: u32 = 64;
+const SPINS_PER_CLOCK_CHECK: u32 = 64;
 /// How long a blocking waiter spins before it yields.
-pub const SPIN_PHASE: Duration = Duration::from_micros(20);
+const SPIN_PHASE: Duration = Duration::from_micros(20);
 /// How many times a blocking waiter yields before it sleeps on the futex.
-pub const YIELDS: u32 = 8;
+const YIELDS: u32 = 8;
 /// Default longest single futex sleep; the waiter then re-checks (peer state, mode
 /// changes). See `ChannelBuilder::sleep_slice`.
 pub const SLEEP_SLICE: Duration = Duration::from_millis(50);
@@ -94,6 +97,40 @@ pub(crate) struct Policy<'a> {
     pub sleep_slice: Duration,
 }
 
+/// How long a blocking waiter spins and how often it yields before it sleeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Backoff {
+    /// Spin this long (measured every [`SPINS_PER_CLOCK_CHECK`] spins) before yielding.
+    pub spin: Duration,
+    /// Then yield this many times before sleeping on the futex.
+    pub yields: u32,
+}
+
+impl Backoff {
+    /// What every channel uses: [`SPIN_PHASE`], then [`YIELDS`] yields.
+    pub(crate) const DEFAULT: Backoff = Backoff {
+        spin: SPIN_PHASE,
+        yields: YIELDS,
+    };
+    /// Straight to the futex: no spin, no yield (the loom models, where time does not
+    /// pass and each spin would only multiply the interleavings).
+    #[cfg(any(loom, test))]
+    pub(crate) const NONE: Backoff = Backoff {
+        spin: Duration::ZERO,
+        yields: 0,
+    };
+
+    fn first_phase(self) -> Phase {
+        if !self.spin.is_zero() {
+            Phase::Spin
+        } else if self.yields > 0 {
+            Phase::Yield
+        } else {
+            Phase::Sleep
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Spin,
@@ -105,6 +142,7 @@ enum Phase {
 /// at once never reads the clock.
 pub(crate) struct Waiter {
     timeout: Timeout,
+    backoff: Backoff,
     deadline: Option<Instant>,
     spins: u32,
     phase: Phase,
@@ -113,12 +151,19 @@ pub(crate) struct Waiter {
 }
 
 impl Waiter {
+    /// A wait bounded by `timeout`, with the default backoff.
     pub(crate) fn new(timeout: Timeout) -> Waiter {
+        Waiter::with_backoff(timeout, Backoff::DEFAULT)
+    }
+
+    /// A wait bounded by `timeout` that backs off per `backoff` in block mode.
+    pub(crate) fn with_backoff(timeout: Timeout, backoff: Backoff) -> Waiter {
         Waiter {
             timeout,
+            backoff,
             deadline: None,
             spins: 0,
-            phase: Phase::Spin,
+            phase: backoff.first_phase(),
             idle_since: None,
             yields: 0,
         }
@@ -126,7 +171,7 @@ impl Waiter {
 
     /// Starts the backoff over (after work was found), keeping the deadline.
     pub(crate) fn reset(&mut self) {
-        self.phase = Phase::Spin;
+        self.phase = self.backoff.first_phase();
         self.idle_since = None;
         self.yields = 0;
     }
@@ -150,13 +195,13 @@ impl Waiter {
         let Some(remaining) = self.remaining() else {
             return false;
         };
-        std::thread::sleep(remaining.min(Duration::from_micros(poll.into())));
+        thread::sleep(remaining.min(Duration::from_micros(poll.into())));
         true
     }
 
     #[inline]
     fn spin(&mut self) -> bool {
-        std::hint::spin_loop();
+        thread::spin_loop();
         self.spins = self.spins.wrapping_add(1);
         if self.spins % SPINS_PER_CLOCK_CHECK != 0 {
             return !matches!(self.timeout, Timeout::Immediate);
@@ -175,16 +220,20 @@ impl Waiter {
                 let more = self.spin();
                 if self.spins % SPINS_PER_CLOCK_CHECK == 0 {
                     let since = *self.idle_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= SPIN_PHASE {
-                        self.phase = Phase::Yield;
+                    if since.elapsed() >= self.backoff.spin {
+                        self.phase = if self.backoff.yields > 0 {
+                            Phase::Yield
+                        } else {
+                            Phase::Sleep
+                        };
                     }
                 }
                 more
             }
             Phase::Yield => {
-                std::thread::yield_now();
+                thread::yield_now();
                 self.yields += 1;
-                if self.yields >= YIELDS {
+                if self.yields >= self.backoff.yields {
                     self.phase = Phase::Sleep;
                 }
                 self.remaining().is_some()
@@ -197,7 +246,7 @@ impl Waiter {
                 // SYNC POINT with the fence in `wake_sleeper` / `wake_all`: either our
                 // re-check below sees the peer's publication (or close), or the peer sees
                 // our announcement and wakes us.
-                std::sync::atomic::fence(Ordering::SeqCst);
+                fence(Ordering::SeqCst);
                 if !ready() {
                     futex::wait(wait_word, 1, remaining.min(slice));
                 }
@@ -223,6 +272,59 @@ impl Waiter {
     }
 }
 
+/// How a wait for the next message ended.
+#[derive(Debug)]
+pub(crate) enum Received<T> {
+    /// A message is there (what `peek` returned).
+    Message(T),
+    /// The peer is gone and the ring holds nothing more from it.
+    Gone(Error),
+    /// The deadline passed.
+    TimedOut,
+    /// `also` asked to stop idling (a stop request, a new link).
+    Interrupted,
+}
+
+/// The receiving side's wait: idles per `policy` until `peek` finds the next message, the
+/// peer is `gone`, `also` asks to stop idling, or the waiter's deadline passes.
+///
+/// The close protocol lives here: a closing peer commits its last message, then stores
+/// its closed flag with Release (`Link`'s close); `gone` loads the flag with Acquire, so a
+/// `peek` after seeing it finds every message committed before the close. A dead peer
+/// commits nothing after its monitor saw it exit. Either way one more look after `gone`
+/// means the flag never hides a message (model-checked in `loom_tests.rs`).
+pub(crate) fn next_message<T, E>(
+    waiter: &mut Waiter,
+    policy: &Policy<'_>,
+    mut peek: impl FnMut() -> std::result::Result<Option<T>, E>,
+    gone: impl Fn() -> Option<Error>,
+    also: impl Fn() -> bool,
+) -> std::result::Result<Received<T>, E> {
+    loop {
+        if let Some(message) = peek()? {
+            return Ok(Received::Message(message));
+        }
+        if let Some(why) = gone() {
+            // SYNC POINT: after the Acquire load of the closed flag in `gone`, with the
+            // Release store of the flag after the peer's last commit.
+            return Ok(match peek()? {
+                Some(message) => Received::Message(message),
+                None => Received::Gone(why),
+            });
+        }
+        let more = waiter.idle(policy, || {
+            // A corrupt ring is "something to look at": the next `peek` reports it.
+            !matches!(peek(), Ok(None)) || gone().is_some() || also()
+        });
+        if !more {
+            return Ok(Received::TimedOut);
+        }
+        if also() {
+            return Ok(Received::Interrupted);
+        }
+    }
+}
+
 /// Called after publishing a message (or releasing slots): wakes the peer if it sleeps on
 /// `wait_word`. When the peer is not in Block mode this is one Relaxed load; otherwise one
 /// fence and one load, and a system call only when the peer really sleeps.
@@ -235,7 +337,7 @@ pub(crate) fn wake_sleeper(peer_mode: &AtomicU32, wait_word: &AtomicU32) {
         return;
     }
     // SYNC POINT with the fence in `Waiter::idle_block` (see there).
-    std::sync::atomic::fence(Ordering::SeqCst);
+    fence(Ordering::SeqCst);
     if wait_word.load(Ordering::Relaxed) != 0 {
         wait_word.store(0, Ordering::Relaxed);
         futex::wake(wait_word, i32::MAX);
@@ -248,7 +350,7 @@ pub(crate) fn wake_all(wait_word: &AtomicU32) {
     // SYNC POINT with the fence in `Waiter::idle_block`: a sleeper that announced itself
     // before this fence is woken; one that announces after it sees the state change in
     // its re-check.
-    std::sync::atomic::fence(Ordering::SeqCst);
+    fence(Ordering::SeqCst);
     wait_word.store(0, Ordering::Relaxed);
     futex::wake(wait_word, i32::MAX);
 }
@@ -341,7 +443,7 @@ mod tests {
         let start = Instant::now();
         while w[2].load(Ordering::Relaxed) == 0 {
             assert!(start.elapsed() < Duration::from_secs(10), "never announced");
-            std::thread::yield_now();
+            thread::yield_now();
         }
         flag.store(1, Ordering::Release);
         wake_sleeper(&AtomicU32::new(WaitMode::Block as u32), &w[2]);
@@ -349,6 +451,27 @@ mod tests {
             sleeper.join().unwrap() < Duration::from_secs(10),
             "the wake was lost"
         );
+    }
+
+    #[test]
+    fn without_backoff_the_first_idle_round_sleeps_on_the_futex() {
+        let w = words(WaitMode::Block, 0);
+        let mut waiter =
+            Waiter::with_backoff(Timeout::After(Duration::from_millis(30)), Backoff::NONE);
+        let start = Instant::now();
+        // Not ready and nobody wakes us: one round is one futex sleep until the deadline.
+        assert!(waiter.idle(&policy(&w), || false));
+        assert!(start.elapsed() >= Duration::from_millis(29));
+        assert_eq!(
+            w[2].load(Ordering::Relaxed),
+            0,
+            "the sleeper clears its word"
+        );
+        // A ready condition skips the sleep.
+        let start = Instant::now();
+        let mut waiter = Waiter::with_backoff(Timeout::Never, Backoff::NONE);
+        assert!(waiter.idle(&policy(&w), || true));
+        assert!(start.elapsed() < Duration::from_secs(10));
     }
 
     #[test]
@@ -373,3 +496,6 @@ mod tests {
         assert_eq!(WaitMode::from_word(77), WaitMode::Poll);
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;
