@@ -1,5 +1,5 @@
 //! The baselines of `capnp-shm-demo bench`, written here without any of the library's
-//! transport code (BENCHMARKS.md): the raw shared-memory floor (two atomics bouncing), a
+//! transport code (docs/BENCHMARKS.md): the raw shared-memory floor (two atomics bouncing), a
 //! raw futex ping-pong, a minimal SPSC ring, Unix-socket and pipe ping-pongs, memcpy.
 
 use std::ffi::CString;

@@ -1,6 +1,6 @@
 //! `capnp-shm-demo bench`: this transport side by side with the hardware floor and kernel
 //! IPC, measured in one run, two processes pinned to different cores where the machine has
-//! them, baselines and ours interleaved round by round (../shared/BENCHMARKS.md).
+//! them, baselines and ours interleaved round by round (docs/BENCHMARKS.md).
 //! The peer of every measurement is this binary again (`bench-peer KIND NAME`).
 
 use std::io::{Read, Write};
