@@ -35,9 +35,9 @@
 //! The layers, one module each (see `docs/LAYOUT.md` for the bytes and orderings):
 //! segment (named shared memory) → layout (header contract and validation) → ring (the
 //! SPSC protocol) → wait and futex (spin, sleep or block, with deadlines) → liveness (peer
-//! death detection) → transport (the duplex channel, reconnection) → receiver (the
-//! optional callback thread) → [`typed`] (Cap'n Proto messages). [`inspect`] looks at
-//! channels without attaching.
+//! death detection) → transport (the duplex channel: builder, link, session, control,
+//! sender, receiver, receive thread, reconnection) → [`typed`] (Cap'n Proto messages).
+//! [`inspect`] looks at channels without attaching.
 //!
 //! Shared memory is untrusted input: every index, length and flag read from it is
 //! validated, and a bad value is an [`Error::Corrupt`], never undefined behaviour or an
@@ -65,8 +65,6 @@ pub mod inspect;
 mod layout;
 #[cfg(not(loom))]
 mod liveness;
-#[cfg(not(loom))]
-mod receiver;
 #[cfg(not(loom))]
 mod region;
 mod ring;

@@ -6,12 +6,16 @@
 //! - `link`: one attachment to the two segments;
 //! - `session`: a side's current link, peer events, reconnection;
 //! - `control`: live settings and statistics ([`Control`]);
-//! - `halves`: [`Sender`] and [`Receiver`].
+//! - `sender`: [`Sender`], the sending half;
+//! - `receiver`: [`Receiver`] and [`RecvGuard`], the receiving half;
+//! - `receive_thread`: the optional callback thread that owns a [`Receiver`].
 
 mod builder;
 mod control;
-mod halves;
 mod link;
+mod receive_thread;
+mod receiver;
+mod sender;
 mod session;
 
 use std::sync::Arc;
@@ -19,14 +23,15 @@ use std::time::Duration;
 
 pub use builder::{ChannelBuilder, DEFAULT_BURST, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE};
 pub use control::{Control, DirectionStats, PeerState, Stats};
-pub use halves::{Receiver, RecvGuard, Sender};
+pub use receiver::{Receiver, RecvGuard};
+pub use sender::Sender;
 pub use session::{EventCallback, LinkEvent, OnDisconnect, ReconnectPolicy};
 
 use crate::error::{Error, Result};
 use crate::layout::MAX_POLL_US;
-use crate::receiver::ReceiveThread;
 use crate::segment::{self, Direction};
 use crate::wait::Timeout;
+use receive_thread::ReceiveThread;
 use session::Session;
 
 /// Which end of a channel this process is.

@@ -7,10 +7,11 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
+use super::receiver::Receiver;
+use super::Callback;
 use crate::error::{Error, Result};
 use crate::region::Region;
 use crate::sync::Ordering;
-use crate::transport::{Callback, Receiver};
 use crate::wait::{self, Timeout, Waiter};
 
 /// How often the receive thread looks for a new link while side B reconnects.
