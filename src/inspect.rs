@@ -1,14 +1,13 @@
 //! Looking at channels without attaching to them: list the channels under `/dev/shm` and
 //! read one channel's headers (for tools such as the demo's `list` and `inspect`).
 
-use std::sync::Arc;
-
 use crate::error::{Error, Result};
-use crate::layout::{self, Geometry, Readiness, HEADER_SIZE};
+use crate::layout::Geometry;
 use crate::liveness;
-use crate::region::{header_of, Region};
-use crate::segment::{self, Direction, Segment};
+use crate::region::Region;
+use crate::segment::{self, Direction};
 use crate::sync::Ordering;
+use crate::transport::attach::open_segments;
 use crate::wait::WaitMode;
 
 /// One ring's words, as read from its header.
@@ -94,49 +93,29 @@ pub fn list_channels() -> Result<Vec<String>> {
 /// [`Error::Corrupt`] errors an open would give.
 pub fn inspect_channel(name: &str) -> Result<ChannelInfo> {
     segment::validate_name(name)?;
-    let mut regions = Vec::with_capacity(2);
-    for direction in [Direction::AToB, Direction::BToA] {
-        let seg_name = direction.segment_name(name);
-        let not_found = || Error::NotFound {
+    let Some([a2b, b2a]) = open_segments(name)? else {
+        return Err(Error::NotFound {
             name: name.to_string(),
             waited: std::time::Duration::ZERO,
-        };
-        let segment = Segment::open(&seg_name)?.ok_or_else(not_found)?;
-        let len = segment.len();
-        if len < HEADER_SIZE {
-            return Err(crate::error::Corruption::MappingTooSmall {
-                len,
-                needed: HEADER_SIZE,
-            }
-            .into());
-        }
-        if layout::readiness(header_of(&segment), len)? == Readiness::NotYet {
-            return Err(not_found());
-        }
-        let validated = layout::validate(header_of(&segment), len, direction)?;
-        regions.push((
-            Region::over_segment(Arc::new(segment), validated.geometry),
-            validated,
-        ));
-    }
-    let (b2a, _) = regions.pop().expect("two");
-    let (a2b, va) = regions.pop().expect("two");
-    let control = &a2b.header().control;
+        });
+    };
+    let va = a2b.header;
+    let control = &a2b.region.header().control;
     let word = |w: &crate::sync::AtomicU32| w.load(Ordering::Relaxed);
     Ok(ChannelInfo {
         name: name.to_string(),
         generation: va.generation,
         creator_pid: va.creator_pid,
         geometry: va.geometry,
-        a2b: ring_info(&a2b),
-        b2a: ring_info(&b2a),
+        a2b: ring_info(&a2b.region),
+        b2a: ring_info(&b2a.region),
         poll_us: [word(&control.poll_us[0]), word(&control.poll_us[1])],
         wait_mode: [
             WaitMode::from_word(word(&control.wait_mode[0])),
             WaitMode::from_word(word(&control.wait_mode[1])),
         ],
         closed: [word(&control.closed[0]) != 0, word(&control.closed[1]) != 0],
-        creator_gone: liveness::recorded_process_gone(&a2b.header().producer),
+        creator_gone: liveness::recorded_process_gone(&a2b.region.header().producer),
     })
 }
 

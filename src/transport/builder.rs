@@ -5,7 +5,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::link::{try_attach, Attach, Link};
+use super::attach::{try_attach, Attach};
+use super::link::Link;
 use super::session::{
     EventCallback, LinkEvent, OnDisconnect, ReconnectPolicy, Session, SessionConfig,
 };

@@ -9,11 +9,11 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::Side;
-use crate::error::{Corruption, Error, Result};
-use crate::layout::{self, ControlBlock, Readiness, Validated, HEADER_SIZE};
+use crate::error::Error;
+use crate::layout::ControlBlock;
 use crate::liveness::{Monitor, ProcessIdentity};
-use crate::region::{header_of, Region};
-use crate::segment::{Direction, Segment};
+use crate::region::Region;
+use crate::segment::Segment;
 use crate::sync::{AtomicU32, Ordering};
 use crate::wait::{self, Policy};
 
@@ -146,75 +146,4 @@ impl Drop for Link {
             }
         }
     }
-}
-
-/// The outcome of one attempt by side B to attach.
-pub(crate) enum Attach {
-    Attached(Link),
-    /// A's segments are missing or not ready yet.
-    NotYet,
-    /// Both are there but disagree (A is re-creating them, or they are corrupt).
-    Disagree(Corruption),
-}
-
-/// One attempt by side B to map and validate both segments.
-pub(crate) fn try_attach(name: &str, sleep_slice: Duration) -> Result<Attach> {
-    let mut found = Vec::with_capacity(2);
-    for direction in [Direction::AToB, Direction::BToA] {
-        let seg_name = direction.segment_name(name);
-        let Some(segment) = Segment::open(&seg_name)? else {
-            return Ok(Attach::NotYet);
-        };
-        let len = segment.len();
-        if len < HEADER_SIZE {
-            return Err(Corruption::MappingTooSmall {
-                len,
-                needed: HEADER_SIZE,
-            }
-            .into());
-        }
-        let header = header_of(&segment);
-        if layout::readiness(header, len)? == Readiness::NotYet {
-            return Ok(Attach::NotYet);
-        }
-        let validated = layout::validate(header, len, direction)?;
-        found.push((Arc::new(segment), validated));
-    }
-    let (b2a, vb) = found.pop().expect("two segments");
-    let (a2b, va) = found.pop().expect("two segments");
-    if let Some(c) = disagreement(&va, &vb) {
-        return Ok(Attach::Disagree(c));
-    }
-    let regions = [
-        Region::over_segment(a2b.clone(), va.geometry),
-        Region::over_segment(b2a.clone(), vb.geometry),
-    ];
-    Ok(Attach::Attached(Link::new(
-        Side::B,
-        name,
-        va.generation,
-        regions,
-        [a2b, b2a],
-        sleep_slice,
-    )))
-}
-
-fn disagreement(a2b: &Validated, b2a: &Validated) -> Option<Corruption> {
-    let fields = [
-        ("generation", a2b.generation, b2a.generation),
-        (
-            "slot_size",
-            a2b.geometry.slot_size as u64,
-            b2a.geometry.slot_size as u64,
-        ),
-        (
-            "slot_count",
-            a2b.geometry.slot_count as u64,
-            b2a.geometry.slot_count as u64,
-        ),
-    ];
-    fields
-        .into_iter()
-        .find(|(_, x, y)| x != y)
-        .map(|(field, a2b, b2a)| Corruption::SegmentsDisagree { field, a2b, b2a })
 }

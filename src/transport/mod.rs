@@ -3,6 +3,7 @@
 //! (side B) reconnection.
 //!
 //! - `builder`: [`ChannelBuilder`], create and open;
+//! - `attach`: opening both segments and validating them (side B, and `inspect`);
 //! - `link`: one attachment to the two segments;
 //! - `session`: a side's current link, peer events, reconnection;
 //! - `control`: live settings and statistics ([`Control`]);
@@ -10,6 +11,7 @@
 //! - `receiver`: [`Receiver`] and [`RecvGuard`], the receiving half;
 //! - `receive_thread`: the optional callback thread that owns a [`Receiver`].
 
+pub(crate) mod attach;
 mod builder;
 mod control;
 mod link;

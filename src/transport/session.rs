@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::link::{try_attach, wake_regions, Attach, Link};
+use super::attach::{try_attach, Attach};
+use super::link::{wake_regions, Link};
 use super::Side;
 use crate::error::{Error, Result};
 use crate::liveness::{Monitor, PeerChange, Watched};
