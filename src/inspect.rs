@@ -4,30 +4,12 @@
 use crate::error::{Error, Result};
 use crate::layout::Geometry;
 use crate::liveness;
-use crate::region::Region;
 use crate::segment::{self, Direction};
 use crate::sync::Ordering;
 use crate::transport::attach::open_segments;
 use crate::wait::WaitMode;
 
-/// One ring's words, as read from its header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RingInfo {
-    /// Messages published (the producer's index).
-    pub head: u64,
-    /// Messages consumed (the consumer's index).
-    pub tail: u64,
-    /// Slots published and not yet released (`head - tail`, clamped to the slot count).
-    pub used_slots: u64,
-    /// Payload bytes published.
-    pub bytes_sent: u64,
-    /// Payload bytes consumed.
-    pub bytes_received: u64,
-    /// Process id the producer recorded (0 if none yet).
-    pub producer_pid: u32,
-    /// Process id the consumer recorded (0 if none yet).
-    pub consumer_pid: u32,
-}
+pub use crate::ring_info::RingInfo;
 
 /// One channel's headers, validated like an open would, read without attaching.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,8 +89,8 @@ pub fn inspect_channel(name: &str) -> Result<ChannelInfo> {
         generation: va.generation,
         creator_pid: va.creator_pid,
         geometry: va.geometry,
-        a2b: ring_info(&a2b.region),
-        b2a: ring_info(&b2a.region),
+        a2b: RingInfo::read(a2b.region.header(), a2b.region.geometry().slot_count),
+        b2a: RingInfo::read(b2a.region.header(), b2a.region.geometry().slot_count),
         poll_us: [word(&control.poll_us[0]), word(&control.poll_us[1])],
         wait_mode: [
             WaitMode::from_word(word(&control.wait_mode[0])),
@@ -131,23 +113,6 @@ pub fn remove_stale_channels() -> Result<Vec<String>> {
         }
     }
     Ok(removed)
-}
-
-fn ring_info(region: &Region) -> RingInfo {
-    let h = region.header();
-    let tail = h.consumer.tail.load(Ordering::Acquire);
-    let head = h.producer.head.load(Ordering::Relaxed);
-    RingInfo {
-        head,
-        tail,
-        used_slots: head
-            .saturating_sub(tail)
-            .min(region.geometry().slot_count as u64),
-        bytes_sent: h.producer.bytes.load(Ordering::Relaxed),
-        bytes_received: h.consumer.bytes.load(Ordering::Relaxed),
-        producer_pid: h.producer.pid.load(Ordering::Relaxed),
-        consumer_pid: h.consumer.pid.load(Ordering::Relaxed),
-    }
 }
 
 /// Whether a process with this pid exists (in our pid namespace).

@@ -69,6 +69,8 @@ mod liveness;
 mod region;
 mod ring;
 #[cfg(not(loom))]
+mod ring_info;
+#[cfg(not(loom))]
 mod segment;
 #[cfg(not(loom))]
 mod transport;
