@@ -236,11 +236,7 @@ impl ChannelBuilder {
             }
             std::thread::sleep(OPEN_RETRY);
         };
-        let me = Side::B as usize;
-        link.set_control_word(|c| &c.closed[me], 0);
-        link.set_control_word(|c| &c.poll_us[me], config.poll_us);
-        link.set_control_word(|c| &c.wait_mode[me], config.wait_mode);
-        link.record_identity();
+        link.announce(config.poll_us, config.wait_mode);
         let session = Session::start(link, config, self.events)?;
         Channel::assemble(session, self.callback, self.burst)
     }
