@@ -104,29 +104,17 @@ impl SendMessage for Sender {
         if len > slot_size {
             return Err(Error::MessageTooLarge { len, slot_size });
         }
-        let mut failure = None;
-        let sent = self.send_with(timeout, |slot| {
+        self.send_with(timeout, |slot| {
             let mut out = &mut slot[..len];
-            match capnp::serialize::write_message_segments(&mut out, &segments) {
-                Ok(()) if out.is_empty() => len,
-                Ok(()) => {
-                    failure = Some(capnp::Error::failed(format!(
-                        "framing wrote {} bytes, {len} expected",
-                        len - out.len()
-                    )));
-                    usize::MAX
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    // Longer than any slot: publishes nothing.
-                    usize::MAX
-                }
+            capnp::serialize::write_message_segments(&mut out, &segments).map_err(Error::Encode)?;
+            if !out.is_empty() {
+                return Err(Error::Encode(capnp::Error::failed(format!(
+                    "framing wrote {} bytes, {len} expected",
+                    len - out.len()
+                ))));
             }
-        });
-        match failure {
-            Some(e) => Err(Error::Encode(e)),
-            None => sent,
-        }
+            Ok(len)
+        })
     }
 }
 

@@ -104,30 +104,101 @@ impl Sender {
 
     /// Sends a message written in place: `write` gets the next free slot's whole payload
     /// (`slot_size` bytes, holding stale bytes from earlier messages) and returns how many
-    /// bytes it wrote, which are then published. Waits up to `timeout` for a free slot.
-    /// A length above the slot size publishes nothing and is [`Error::MessageTooLarge`].
+    /// bytes it wrote, `Ok(len)`, which are then published. Waits up to `timeout` for a free
+    /// slot; `write` is called once, and only when a slot is free.
     ///
-    /// ```no_run
-    /// # use std::time::Duration;
-    /// # let mut ch = capnp_shm_transport::Channel::builder("x").create()?;
-    /// ch.sender().send_with(Duration::from_millis(1), |slot| {
-    ///     slot[..5].copy_from_slice(b"hello");
-    ///     5
-    /// })?;
-    /// # Ok::<(), capnp_shm_transport::Error>(())
+    /// When `write` returns `Err(e)`, nothing is published (the slot stays free) and
+    /// `send_with` returns that same `e`. The transport's own errors (those of
+    /// [`Sender::send`]; a length above the slot size is [`Error::MessageTooLarge`] and
+    /// publishes nothing) come back converted with `E::from`, so `E` is usually [`Error`]
+    /// itself or an application error with a `From<Error>` impl.
+    ///
     /// ```
-    pub fn send_with(
+    /// use std::io::Write;
+    /// use std::time::Duration;
+    /// use capnp_shm_transport::{Channel, Error};
+    ///
+    /// #[derive(Debug)]
+    /// enum AppError {
+    ///     Format(std::io::Error),
+    ///     Transport(Error),
+    /// }
+    /// impl From<Error> for AppError {
+    ///     fn from(e: Error) -> Self {
+    ///         AppError::Transport(e)
+    ///     }
+    /// }
+    ///
+    /// # let name = format!("doc-send-with-{}", std::process::id());
+    /// let mut a = Channel::builder(&name).slot_size(16).slot_count(4).create()?;
+    /// let mut b = Channel::builder(&name).open_timeout(Duration::from_secs(1)).open()?;
+    /// let timeout = Duration::from_millis(10);
+    ///
+    /// // Format straight into the slot; publish the bytes written.
+    /// let seq = 7;
+    /// a.sender().send_with(timeout, |slot| {
+    ///     let total = slot.len();
+    ///     let mut rest = &mut slot[..];
+    ///     write!(rest, "seq={seq}").map_err(AppError::Format)?;
+    ///     Ok::<_, AppError>(total - rest.len())
+    /// }).unwrap();
+    /// assert_eq!(&*b.recv(Duration::from_secs(1))?, b"seq=7");
+    ///
+    /// // Text too long for the slot: the writer's error comes back, nothing is published.
+    /// let failed = a.sender().send_with(timeout, |slot| {
+    ///     let total = slot.len();
+    ///     let mut rest = &mut slot[..];
+    ///     write!(rest, "{}", "x".repeat(100)).map_err(AppError::Format)?;
+    ///     Ok(total - rest.len())
+    /// });
+    /// assert!(matches!(failed, Err(AppError::Format(_))));
+    /// assert!(matches!(b.recv(Duration::ZERO), Err(Error::Timeout { .. })));
+    ///
+    /// // With `Error` as the error type, `?` works in a function returning `Result<_, Error>`.
+    /// a.sender().send_with(timeout, |slot| {
+    ///     slot[..2].copy_from_slice(b"ok");
+    ///     Ok::<_, Error>(2)
+    /// })?;
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn send_with<E: From<Error>>(
         &mut self,
         timeout: impl Into<Timeout>,
-        write: impl FnOnce(&mut [u8]) -> usize,
-    ) -> Result<()> {
-        let timeout = timeout.into();
-        self.prepare(timeout)?;
+        write: impl FnOnce(&mut [u8]) -> std::result::Result<usize, E>,
+    ) -> std::result::Result<(), E> {
         let mut write = Some(write);
-        let mut call = |buf: &mut [u8]| (write.take().expect("called once"))(buf);
-        if !self.producer.try_send_with(&mut call)? {
+        let mut failure = None;
+        let sent = self.publish_with(timeout.into(), |slot| {
+            let write = write
+                .take()
+                .expect("the ring calls the writer at most once");
+            match write(slot) {
+                Ok(len) => len,
+                Err(e) => {
+                    failure = Some(e);
+                    // A length above the slot size: the ring refuses it before publishing
+                    // anything (and its error is replaced by `e` below).
+                    slot.len() + 1
+                }
+            }
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => sent.map_err(E::from),
+        }
+    }
+
+    /// Publishes the length `write` returns after writing a free slot in place (see
+    /// [`Sender::send_with`]), waiting up to `timeout` for one.
+    fn publish_with(
+        &mut self,
+        timeout: Timeout,
+        mut write: impl FnMut(&mut [u8]) -> usize,
+    ) -> Result<()> {
+        self.prepare(timeout)?;
+        if !self.producer.try_send_with(&mut write)? {
             self.wait_for_space(timeout)?;
-            let sent = self.producer.try_send_with(&mut call)?;
+            let sent = self.producer.try_send_with(&mut write)?;
             debug_assert!(sent, "space was seen and only we produce");
         }
         self.wake_consumer();
