@@ -5,8 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::link::Link;
-use super::Side;
+use super::link::{Link, Side};
 use crate::error::{Corruption, Result};
 use crate::layout::{self, Readiness, Validated, HEADER_SIZE};
 use crate::region::{header_of, Region};

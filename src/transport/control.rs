@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::link::Link;
+use super::link::{Link, Side};
 use super::session::Session;
-use super::{poll_to_us, Side};
 use crate::error::{Error, Result};
 use crate::layout::{ControlBlock, MAX_POLL_US};
 use crate::region::Region;
@@ -202,4 +201,16 @@ pub struct Stats {
     pub outgoing: DirectionStats,
     /// The ring this side reads.
     pub incoming: DirectionStats,
+}
+
+/// A poll interval in whole microseconds, at most [`MAX_POLL_US`].
+pub(super) fn poll_to_us(interval: Duration) -> Result<u32> {
+    let us = interval.as_micros();
+    if us > MAX_POLL_US as u128 {
+        return Err(Error::invalid(
+            "poll_interval",
+            format!("{interval:?} is above the limit of {MAX_POLL_US} µs"),
+        ));
+    }
+    Ok(us as u32)
 }

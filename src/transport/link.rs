@@ -1,6 +1,6 @@
 //! One attachment to a channel's two segments: the regions, the control words, this
 //! side's identity and the liveness monitor. Side B gets a new `Link` when it reconnects
-//! to a restarted side A.
+//! to a restarted side A. Also [`Side`], which end of the channel this process is.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::Side;
 use crate::error::Error;
 use crate::layout::ControlBlock;
 use crate::liveness::{Monitor, ProcessIdentity};
@@ -16,6 +15,25 @@ use crate::region::Region;
 use crate::segment::Segment;
 use crate::sync::{AtomicU32, Ordering};
 use crate::wait::{self, Policy};
+
+/// Which end of a channel this process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The creator: writes `<name>.fs.a2b`, reads `<name>.fs.b2a`.
+    A = 0,
+    /// The opener: writes `<name>.fs.b2a`, reads `<name>.fs.a2b`.
+    B = 1,
+}
+
+impl Side {
+    /// The other side.
+    pub(crate) fn peer(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
 
 pub(crate) struct Link {
     /// Longest single futex sleep of this side's waiters (process-local setting).

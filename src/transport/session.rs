@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::attach::{try_attach, Attach};
-use super::link::{wake_regions, Link};
-use super::Side;
+use super::link::{wake_regions, Link, Side};
 use crate::error::{Error, Result};
 use crate::liveness::{Monitor, PeerChange, Watched};
 use crate::sync::{AtomicU32, Ordering};
