@@ -1,6 +1,6 @@
-//! One ring's counters, read from its header: the single reader behind
-//! [`DirectionStats`](crate::DirectionStats) and [`inspect`](crate::inspect)'s
-//! [`RingInfo`] (an advisory snapshot: both sides update the words concurrently).
+//! One ring's counters, read from its header: the single reader behind transport's
+//! `DirectionStats` and `inspect`'s [`RingInfo`] (an advisory snapshot: both sides update
+//! the words concurrently).
 
 use crate::layout::Header;
 use crate::sync::Ordering;

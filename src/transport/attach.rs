@@ -1,6 +1,6 @@
 //! Opening an existing channel: map both segments and validate their headers. Side B
 //! attaches with it ([`try_attach`], at open and on each reconnection attempt), and
-//! [`inspect`](crate::inspect) reads channels with it without attaching.
+//! `inspect` reads channels with it without attaching.
 
 use std::sync::Arc;
 use std::time::Duration;
