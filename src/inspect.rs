@@ -1,34 +1,15 @@
 //! Looking at channels without attaching to them: list the channels under `/dev/shm` and
 //! read one channel's headers (for tools such as the demo's `list` and `inspect`).
 
-use std::sync::Arc;
-
 use crate::error::{Error, Result};
-use crate::layout::{self, Geometry, Readiness, HEADER_SIZE};
+use crate::layout::Geometry;
 use crate::liveness;
-use crate::region::{header_of, Region};
-use crate::segment::{self, Direction, Segment};
+use crate::segment::{self, Direction};
 use crate::sync::Ordering;
+use crate::transport::attach::open_segments;
 use crate::wait::WaitMode;
 
-/// One ring's words, as read from its header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RingInfo {
-    /// Messages published (the producer's index).
-    pub head: u64,
-    /// Messages consumed (the consumer's index).
-    pub tail: u64,
-    /// Slots published and not yet released (`head - tail`, clamped to the slot count).
-    pub used_slots: u64,
-    /// Payload bytes published.
-    pub bytes_sent: u64,
-    /// Payload bytes consumed.
-    pub bytes_received: u64,
-    /// Process id the producer recorded (0 if none yet).
-    pub producer_pid: u32,
-    /// Process id the consumer recorded (0 if none yet).
-    pub consumer_pid: u32,
-}
+pub use crate::ring_info::RingInfo;
 
 /// One channel's headers, validated like an open would, read without attaching.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,49 +75,29 @@ pub fn list_channels() -> Result<Vec<String>> {
 /// [`Error::Corrupt`] errors an open would give.
 pub fn inspect_channel(name: &str) -> Result<ChannelInfo> {
     segment::validate_name(name)?;
-    let mut regions = Vec::with_capacity(2);
-    for direction in [Direction::AToB, Direction::BToA] {
-        let seg_name = direction.segment_name(name);
-        let not_found = || Error::NotFound {
+    let Some([a2b, b2a]) = open_segments(name)? else {
+        return Err(Error::NotFound {
             name: name.to_string(),
             waited: std::time::Duration::ZERO,
-        };
-        let segment = Segment::open(&seg_name)?.ok_or_else(not_found)?;
-        let len = segment.len();
-        if len < HEADER_SIZE {
-            return Err(crate::error::Corruption::MappingTooSmall {
-                len,
-                needed: HEADER_SIZE,
-            }
-            .into());
-        }
-        if layout::readiness(header_of(&segment), len)? == Readiness::NotYet {
-            return Err(not_found());
-        }
-        let validated = layout::validate(header_of(&segment), len, direction)?;
-        regions.push((
-            Region::over_segment(Arc::new(segment), validated.geometry),
-            validated,
-        ));
-    }
-    let (b2a, _) = regions.pop().expect("two");
-    let (a2b, va) = regions.pop().expect("two");
-    let control = &a2b.header().control;
+        });
+    };
+    let va = a2b.header;
+    let control = &a2b.region.header().control;
     let word = |w: &crate::sync::AtomicU32| w.load(Ordering::Relaxed);
     Ok(ChannelInfo {
         name: name.to_string(),
         generation: va.generation,
         creator_pid: va.creator_pid,
         geometry: va.geometry,
-        a2b: ring_info(&a2b),
-        b2a: ring_info(&b2a),
+        a2b: RingInfo::read(a2b.region.header(), a2b.region.geometry().slot_count),
+        b2a: RingInfo::read(b2a.region.header(), b2a.region.geometry().slot_count),
         poll_us: [word(&control.poll_us[0]), word(&control.poll_us[1])],
         wait_mode: [
             WaitMode::from_word(word(&control.wait_mode[0])),
             WaitMode::from_word(word(&control.wait_mode[1])),
         ],
         closed: [word(&control.closed[0]) != 0, word(&control.closed[1]) != 0],
-        creator_gone: liveness::recorded_process_gone(&a2b.header().producer),
+        creator_gone: liveness::recorded_process_gone(&a2b.region.header().producer),
     })
 }
 
@@ -152,23 +113,6 @@ pub fn remove_stale_channels() -> Result<Vec<String>> {
         }
     }
     Ok(removed)
-}
-
-fn ring_info(region: &Region) -> RingInfo {
-    let h = region.header();
-    let tail = h.consumer.tail.load(Ordering::Acquire);
-    let head = h.producer.head.load(Ordering::Relaxed);
-    RingInfo {
-        head,
-        tail,
-        used_slots: head
-            .saturating_sub(tail)
-            .min(region.geometry().slot_count as u64),
-        bytes_sent: h.producer.bytes.load(Ordering::Relaxed),
-        bytes_received: h.consumer.bytes.load(Ordering::Relaxed),
-        producer_pid: h.producer.pid.load(Ordering::Relaxed),
-        consumer_pid: h.consumer.pid.load(Ordering::Relaxed),
-    }
 }
 
 /// Whether a process with this pid exists (in our pid namespace).

@@ -35,9 +35,9 @@
 //! The layers, one module each (see `docs/LAYOUT.md` for the bytes and orderings):
 //! segment (named shared memory) → layout (header contract and validation) → ring (the
 //! SPSC protocol) → wait and futex (spin, sleep or block, with deadlines) → liveness (peer
-//! death detection) → transport (the duplex channel, reconnection) → receiver (the
-//! optional callback thread) → [`typed`] (Cap'n Proto messages). [`inspect`] looks at
-//! channels without attaching.
+//! death detection) → transport (the duplex channel: builder, link, session, control,
+//! sender, receiver, receive thread, reconnection) → [`typed`] (Cap'n Proto messages).
+//! [`inspect`] looks at channels without attaching.
 //!
 //! Shared memory is untrusted input: every index, length and flag read from it is
 //! validated, and a bad value is an [`Error::Corrupt`], never undefined behaviour or an
@@ -68,8 +68,8 @@ not_under_loom! {
     pub mod inspect;
     mod layout;
     mod liveness;
-    mod receiver;
     mod region;
+    mod ring_info;
     mod segment;
     mod transport;
     pub mod typed;

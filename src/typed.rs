@@ -104,29 +104,17 @@ impl SendMessage for Sender {
         if len > slot_size {
             return Err(Error::MessageTooLarge { len, slot_size });
         }
-        let mut failure = None;
-        let sent = self.send_with(timeout, |slot| {
+        self.send_with(timeout, |slot| {
             let mut out = &mut slot[..len];
-            match capnp::serialize::write_message_segments(&mut out, &segments) {
-                Ok(()) if out.is_empty() => len,
-                Ok(()) => {
-                    failure = Some(capnp::Error::failed(format!(
-                        "framing wrote {} bytes, {len} expected",
-                        len - out.len()
-                    )));
-                    usize::MAX
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    // Longer than any slot: publishes nothing.
-                    usize::MAX
-                }
+            capnp::serialize::write_message_segments(&mut out, &segments).map_err(Error::Encode)?;
+            if !out.is_empty() {
+                return Err(Error::Encode(capnp::Error::failed(format!(
+                    "framing wrote {} bytes, {len} expected",
+                    len - out.len()
+                ))));
             }
-        });
-        match failure {
-            Some(e) => Err(Error::Encode(e)),
-            None => sent,
-        }
+            Ok(len)
+        })
     }
 }
 
@@ -145,9 +133,13 @@ impl SendMessage for Channel {
 /// The segment bounds are kept in this (process-local) value and checked against the
 /// slot's length when parsed, so nothing the peer writes into the slot afterwards can make
 /// a segment reach outside it. Parsing allocates nothing.
+///
+/// The bytes are either borrowed ([`SlotSegments::parse`], [`read_slot`]) or, for
+/// [`RecvMessage::recv_message`], a received slot that these segments own: it is released
+/// when they drop, so a reader over them never outlives its slot.
 pub struct SlotSegments<'a> {
     /// The whole slot payload (the message and any bytes after it).
-    bytes: &'a [u8],
+    bytes: SlotBytes<'a>,
     /// `(start, end)` byte offsets into `bytes` of each segment; the first `count` are used.
     /// Invariant: `start <= end <= bytes.len()` and both are multiples of 8.
     bounds: [(u32, u32); MAX_SEGMENTS],
@@ -162,68 +154,20 @@ impl<'a> SlotSegments<'a> {
     ///
     /// Errors are [`Error::Decode`] with the matching [`capnp::ErrorKind`].
     pub fn parse(bytes: &'a [u8], options: &ReaderOptions) -> Result<Self> {
-        let decode = |kind| Error::Decode(capnp::Error::from_kind(kind));
-        if bytes.as_ptr() as usize % WORD != 0 {
-            return Err(decode(ErrorKind::UnalignedSegment));
-        }
-        let available_words = bytes.len() / WORD;
-        let word_at = |i: usize| -> Option<u32> {
-            let b = bytes.get(i * 4..i * 4 + 4)?;
-            Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        };
-        let Some(first) = word_at(0) else {
-            return Err(decode(ErrorKind::MessageEndsPrematurely(
-                1,
-                available_words,
-            )));
-        };
-        // The table stores the count minus one.
-        let count = first as usize + 1;
-        if count > MAX_SEGMENTS {
-            return Err(decode(ErrorKind::InvalidNumberOfSegments(count)));
-        }
-        let table_words = count / 2 + 1;
-        if table_words > available_words {
-            return Err(decode(ErrorKind::MessageEndsPrematurely(
-                table_words,
-                available_words,
-            )));
-        }
-        let mut bounds = [(0u32, 0u32); MAX_SEGMENTS];
-        // Word offsets; at most MAX_SEGMENTS * (u32::MAX + 1) + table, fits in u64.
-        let mut total_words: u64 = 0;
-        for i in 0..count {
-            let words = word_at(i + 1).expect("inside the table checked above");
-            total_words += u64::from(words);
-        }
-        if let Some(limit) = options.traversal_limit_in_words {
-            if total_words > limit as u64 {
-                return Err(decode(ErrorKind::MessageTooLarge(
-                    usize::try_from(total_words).unwrap_or(usize::MAX),
-                )));
-            }
-        }
-        let needed = total_words + table_words as u64;
-        if needed > available_words as u64 {
-            return Err(decode(ErrorKind::MessageEndsPrematurely(
-                usize::try_from(needed).unwrap_or(usize::MAX),
-                available_words,
-            )));
-        }
-        // Everything below fits in `bytes`, whose length fits in usize; the slot size is
-        // at most MAX_SLOT_SIZE (< 4 GiB), but check the u32 conversion anyway.
-        let to_u32 =
-            |v: usize| u32::try_from(v).map_err(|_| decode(ErrorKind::MessageSizeOverflow));
-        let mut start = table_words * WORD;
-        for (i, bound) in bounds.iter_mut().enumerate().take(count) {
-            let len = word_at(i + 1).expect("inside the table checked above") as usize * WORD;
-            let end = start + len;
-            debug_assert!(end <= bytes.len());
-            *bound = (to_u32(start)?, to_u32(end)?);
-            start = end;
-        }
+        let (bounds, count) = parse_table(bytes, options)?;
         Ok(SlotSegments {
-            bytes,
+            bytes: SlotBytes::Borrowed(bytes),
+            bounds,
+            count,
+        })
+    }
+
+    /// Like [`SlotSegments::parse`], over a received slot, which the segments keep (and
+    /// release when they drop). On an error the slot is released at once.
+    fn from_slot(slot: RecvGuard<'a>, options: &ReaderOptions) -> Result<Self> {
+        let (bounds, count) = parse_table(&slot, options)?;
+        Ok(SlotSegments {
+            bytes: SlotBytes::Slot(slot),
             bounds,
             count,
         })
@@ -234,6 +178,94 @@ impl<'a> SlotSegments<'a> {
     pub fn framed_len(&self) -> usize {
         self.bounds[self.count - 1].1 as usize
     }
+}
+
+/// Where the bytes of [`SlotSegments`] live.
+enum SlotBytes<'a> {
+    /// Lent by the caller (a receive-thread callback, [`read_slot`]).
+    Borrowed(&'a [u8]),
+    /// A received slot, owned until the segments drop.
+    Slot(RecvGuard<'a>),
+}
+
+impl Deref for SlotBytes<'_> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            SlotBytes::Borrowed(bytes) => bytes,
+            SlotBytes::Slot(slot) => slot,
+        }
+    }
+}
+
+/// The `(start, end)` byte offsets of each segment framed at the start of `bytes` (see
+/// [`SlotSegments::parse`]), and the number of segments.
+type Table = ([(u32, u32); MAX_SEGMENTS], usize);
+
+/// Parses and checks the segment table at the start of `bytes` (see
+/// [`SlotSegments::parse`]).
+fn parse_table(bytes: &[u8], options: &ReaderOptions) -> Result<Table> {
+    let decode = |kind| Error::Decode(capnp::Error::from_kind(kind));
+    if bytes.as_ptr() as usize % WORD != 0 {
+        return Err(decode(ErrorKind::UnalignedSegment));
+    }
+    let available_words = bytes.len() / WORD;
+    let word_at = |i: usize| -> Option<u32> {
+        let b = bytes.get(i * 4..i * 4 + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let Some(first) = word_at(0) else {
+        return Err(decode(ErrorKind::MessageEndsPrematurely(
+            1,
+            available_words,
+        )));
+    };
+    // The table stores the count minus one.
+    let count = first as usize + 1;
+    if count > MAX_SEGMENTS {
+        return Err(decode(ErrorKind::InvalidNumberOfSegments(count)));
+    }
+    let table_words = count / 2 + 1;
+    if table_words > available_words {
+        return Err(decode(ErrorKind::MessageEndsPrematurely(
+            table_words,
+            available_words,
+        )));
+    }
+    let mut bounds = [(0u32, 0u32); MAX_SEGMENTS];
+    // Word offsets; at most MAX_SEGMENTS * (u32::MAX + 1) + table, fits in u64.
+    let mut total_words: u64 = 0;
+    for i in 0..count {
+        let words = word_at(i + 1).expect("inside the table checked above");
+        total_words += u64::from(words);
+    }
+    if let Some(limit) = options.traversal_limit_in_words {
+        if total_words > limit as u64 {
+            return Err(decode(ErrorKind::MessageTooLarge(
+                usize::try_from(total_words).unwrap_or(usize::MAX),
+            )));
+        }
+    }
+    let needed = total_words + table_words as u64;
+    if needed > available_words as u64 {
+        return Err(decode(ErrorKind::MessageEndsPrematurely(
+            usize::try_from(needed).unwrap_or(usize::MAX),
+            available_words,
+        )));
+    }
+    // Everything below fits in `bytes`, whose length fits in usize; the slot size is
+    // at most MAX_SLOT_SIZE (< 4 GiB), but check the u32 conversion anyway.
+    let to_u32 = |v: usize| u32::try_from(v).map_err(|_| decode(ErrorKind::MessageSizeOverflow));
+    let mut start = table_words * WORD;
+    for (i, bound) in bounds.iter_mut().enumerate().take(count) {
+        let len = word_at(i + 1).expect("inside the table checked above") as usize * WORD;
+        let end = start + len;
+        debug_assert!(end <= bytes.len());
+        *bound = (to_u32(start)?, to_u32(end)?);
+        start = end;
+    }
+    Ok((bounds, count))
 }
 
 impl ReaderSegments for SlotSegments<'_> {
@@ -258,10 +290,8 @@ pub fn read_slot(bytes: &[u8], options: ReaderOptions) -> Result<Reader<SlotSegm
 /// A received Cap'n Proto message, read in place from its slot. Derefs to a
 /// [`capnp::message::Reader`]; dropping the guard releases the slot to the peer.
 pub struct MessageGuard<'a> {
-    // Field order matters: `reader` borrows the slot that `slot` keeps from being
-    // released, so it must drop first.
+    /// A reader over segments that own the received slot.
     reader: Reader<SlotSegments<'a>>,
-    slot: RecvGuard<'a>,
 }
 
 impl MessageGuard<'_> {
@@ -276,7 +306,7 @@ impl MessageGuard<'_> {
     /// The slot payload the message was read from (framed message, perhaps followed by
     /// unused bytes).
     pub fn bytes(&self) -> &[u8] {
-        &self.slot
+        &self.reader.get_segments().bytes
     }
 }
 
@@ -313,13 +343,10 @@ impl RecvMessage for Receiver {
         timeout: impl Into<Timeout>,
     ) -> Result<MessageGuard<'_>> {
         let slot = self.recv(timeout)?;
-        // SAFETY: the slice is the payload of a slot this side owns until `slot` (moved
-        // into the returned guard) drops; the mapping lives as long as the receiver, which
-        // is borrowed for 'a. The guard drops `reader` (the only user of this slice)
-        // before `slot`, and never hands out the slice with its 'a lifetime.
-        let bytes: &[u8] = unsafe { std::slice::from_raw_parts(slot.as_ptr(), slot.len()) };
-        let reader = read_slot(bytes, options)?;
-        Ok(MessageGuard { reader, slot })
+        let segments = SlotSegments::from_slot(slot, &options)?;
+        Ok(MessageGuard {
+            reader: Reader::new(segments, options),
+        })
     }
 }
 

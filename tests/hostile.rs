@@ -7,6 +7,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
+use capnp_shm_transport::inspect::inspect_channel;
 use capnp_shm_transport::{Channel, Corruption, Error};
 use common::TestName;
 
@@ -43,6 +44,17 @@ fn corruption(result: Result<Channel, Error>) -> Corruption {
     }
 }
 
+/// The corruption that opening `name` reports. Inspecting it reads the segments through
+/// the same validation, so it must report the same.
+fn open_corruption(name: &TestName) -> Corruption {
+    let c = corruption(open(name));
+    match inspect_channel(name) {
+        Err(Error::Corrupt(i)) => assert_eq!(i, c, "inspect and open disagree"),
+        other => panic!("inspect: expected {c}, got {other:?}"),
+    }
+    c
+}
+
 #[test]
 fn random_bytes_are_bad_magic() {
     let name = TestName::new("random");
@@ -57,7 +69,7 @@ fn random_bytes_are_bad_magic() {
         .collect();
     std::fs::write(name.path(".fs.a2b"), &bytes).unwrap();
     std::fs::write(name.path(".fs.b2a"), &bytes).unwrap();
-    let c = corruption(open(&name));
+    let c = open_corruption(&name);
     assert!(matches!(c, Corruption::BadMagic { .. }), "{c}");
     assert!(Error::Corrupt(c)
         .to_string()
@@ -69,7 +81,7 @@ fn truncated_file_is_too_small() {
     let name = TestName::new("truncated");
     std::fs::write(name.path(".fs.a2b"), [1u8; 100]).unwrap();
     std::fs::write(name.path(".fs.b2a"), [1u8; 100]).unwrap();
-    let c = corruption(open(&name));
+    let c = open_corruption(&name);
     assert_eq!(
         c,
         Corruption::MappingTooSmall {
@@ -86,6 +98,10 @@ fn zeroed_file_is_not_ready_and_times_out() {
     std::fs::write(name.path(".fs.a2b"), [0u8; 4096]).unwrap();
     std::fs::write(name.path(".fs.b2a"), [0u8; 4096]).unwrap();
     assert!(matches!(open(&name), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        inspect_channel(&name),
+        Err(Error::NotFound { .. })
+    ));
 }
 
 #[test]
@@ -93,7 +109,7 @@ fn wrong_version_is_unsupported() {
     let name = TestName::new("version");
     let _a = Channel::builder(&*name).create().unwrap();
     poke(&name, ".fs.a2b", VERSION, &7u32.to_le_bytes());
-    let c = corruption(open(&name));
+    let c = open_corruption(&name);
     assert_eq!(
         c,
         Corruption::UnsupportedVersion {
@@ -119,7 +135,7 @@ fn geometry_larger_than_the_file_is_refused() {
         SEGMENT_LEN,
         &(512u64 + 1024 * 128).to_le_bytes(),
     );
-    let c = corruption(open(&name));
+    let c = open_corruption(&name);
     assert!(
         matches!(
             c,
@@ -132,7 +148,7 @@ fn geometry_larger_than_the_file_is_refused() {
     );
     // An inconsistent count is caught before the size is even considered.
     poke(&name, ".fs.b2a", SLOT_COUNT, &1000u32.to_le_bytes());
-    let c = corruption(open(&name));
+    let c = open_corruption(&name);
     assert!(
         matches!(
             c,
@@ -151,7 +167,7 @@ fn head_far_ahead_of_tail_is_refused() {
     let name = TestName::new("indices");
     let _a = Channel::builder(&*name).slot_count(16).create().unwrap();
     poke(&name, ".fs.b2a", HEAD, &1_000_000u64.to_le_bytes());
-    let c = corruption(open(&name));
+    let c = open_corruption(&name);
     assert_eq!(
         c,
         Corruption::IndexOutOfRange {

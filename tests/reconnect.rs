@@ -132,6 +132,8 @@ fn b_reconnects_after_a_is_killed_and_restarted() {
     let gen2 = b.control().generation();
     assert_ne!(gen2, gen1);
     assert_eq!(reconnected, LinkEvent::Reconnected { generation: gen2 });
+    // The new side A's headers start with side B in poll mode: B announced itself again.
+    assert_eq!(b.control().local_wait_mode(), WaitMode::Block);
     for i in 0..100u32 {
         assert_eq!(
             round_trip(&mut b, &i.to_le_bytes()),

@@ -55,10 +55,45 @@ fn recv_into_batch_and_send_with() {
     a.sender()
         .send_with(WAIT, |slot| {
             slot[..4].copy_from_slice(b"made");
-            4
+            Ok::<_, Error>(4)
         })
         .unwrap();
     assert_eq!(&*b.recv(WAIT).unwrap(), b"made");
+    // A failing writer gets its own error back and publishes nothing.
+    #[derive(Debug, PartialEq)]
+    enum Mine {
+        Refused,
+        Transport(String),
+    }
+    impl From<Error> for Mine {
+        fn from(e: Error) -> Self {
+            Mine::Transport(e.to_string())
+        }
+    }
+    let failed = a.sender().send_with(WAIT, |slot| {
+        slot[..4].copy_from_slice(b"half");
+        Err::<usize, _>(Mine::Refused)
+    });
+    assert_eq!(failed, Err(Mine::Refused));
+    assert!(matches!(
+        b.recv(Duration::ZERO),
+        Err(Error::Timeout { full: false })
+    ));
+    // A length above the slot size is the transport's error, converted; nothing is sent.
+    let too_long = a
+        .sender()
+        .send_with(WAIT, |slot| Ok::<_, Mine>(slot.len() + 1));
+    assert!(matches!(too_long, Err(Mine::Transport(_))), "{too_long:?}");
+    assert!(matches!(
+        a.sender()
+            .send_with(WAIT, |slot| Ok::<_, Error>(slot.len() + 1)),
+        Err(Error::MessageTooLarge {
+            len: 17,
+            slot_size: 16
+        })
+    ));
+    a.send(b"after", WAIT).unwrap();
+    assert_eq!(&*b.recv(WAIT).unwrap(), b"after", "the ring is intact");
 }
 
 #[test]

@@ -5,11 +5,14 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::link::{try_attach, Attach, Link};
+use super::attach::{try_attach, Attach};
+use super::channel::Channel;
+use super::control::poll_to_us;
+use super::link::{Link, Side};
+use super::receive_thread::Callback;
 use super::session::{
     EventCallback, LinkEvent, OnDisconnect, ReconnectPolicy, Session, SessionConfig,
 };
-use super::{poll_to_us, remove_channel, Callback, Channel, Side};
 use crate::error::{Error, Result};
 use crate::layout::{self, Geometry, HeaderInit};
 use crate::liveness::DEFAULT_DEAD_AFTER;
@@ -25,6 +28,13 @@ pub const DEFAULT_SLOT_COUNT: usize = 64;
 pub const DEFAULT_BURST: usize = 64;
 /// How often side B looks for side A while it waits in [`ChannelBuilder::open`].
 const OPEN_RETRY: Duration = Duration::from_millis(1);
+
+impl Channel {
+    /// Starts configuring channel `name` (1..=248 bytes, no '/').
+    pub fn builder(name: impl Into<String>) -> ChannelBuilder {
+        ChannelBuilder::new(name.into())
+    }
+}
 
 /// Configures and then creates (side A) or opens (side B) a [`Channel`].
 ///
@@ -235,11 +245,7 @@ impl ChannelBuilder {
             }
             std::thread::sleep(OPEN_RETRY);
         };
-        let me = Side::B as usize;
-        link.set_control_word(|c| &c.closed[me], 0);
-        link.set_control_word(|c| &c.poll_us[me], config.poll_us);
-        link.set_control_word(|c| &c.wait_mode[me], config.wait_mode);
-        link.record_identity();
+        link.announce(config.poll_us, config.wait_mode);
         let session = Session::start(link, config, self.events)?;
         Channel::assemble(session, self.callback, self.burst)
     }
@@ -277,6 +283,14 @@ impl ChannelBuilder {
             on_disconnect: self.on_disconnect,
         })
     }
+}
+
+/// Removes both segments of channel `name`. Returns `true` when at least one existed.
+pub fn remove_channel(name: &str) -> Result<bool> {
+    segment::validate_name(name)?;
+    let a = segment::remove(&Direction::AToB.segment_name(name))?;
+    let b = segment::remove(&Direction::BToA.segment_name(name))?;
+    Ok(a || b)
 }
 
 /// A generation id that differs between creations, even of the same name by the same pid.

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::link::Link;
+use super::link::{Link, Side};
 use super::session::Session;
-use super::{poll_to_us, Side};
 use crate::error::{Error, Result};
 use crate::layout::ControlBlock;
 use crate::wait::MAX_POLL_US;
 use crate::region::Region;
 use crate::ring::RingMemory;
+use crate::ring_info::RingInfo;
 use crate::sync::Ordering;
 use crate::wait::WaitMode;
 
@@ -180,22 +180,17 @@ pub struct DirectionStats {
 
 impl DirectionStats {
     fn read(region: &Region, control: &ControlBlock, producer: Side) -> DirectionStats {
-        let h = region.header();
         let g = region.geometry();
-        // Tail first: the producer stores head before the commits that let tail move, so
-        // head read after tail is never below it in a well-behaved channel. Values from a
-        // misbehaving peer are clamped into range rather than trusted.
-        let tail = h.consumer.tail.load(Ordering::Acquire);
-        let head = h.producer.head.load(Ordering::Relaxed);
+        let ring = RingInfo::read(region.header(), g.slot_count);
         DirectionStats {
             slot_size: g.slot_size,
             slot_count: g.slot_count,
-            used_slots: head.saturating_sub(tail).min(g.slot_count as u64) as usize,
+            used_slots: ring.used_slots as usize,
             producer_closed: control.closed[producer as usize].load(Ordering::Relaxed) != 0,
-            messages_sent: head,
-            bytes_sent: h.producer.bytes.load(Ordering::Relaxed),
-            messages_received: tail,
-            bytes_received: h.consumer.bytes.load(Ordering::Relaxed),
+            messages_sent: ring.head,
+            bytes_sent: ring.bytes_sent,
+            messages_received: ring.tail,
+            bytes_received: ring.bytes_received,
         }
     }
 }
@@ -207,4 +202,16 @@ pub struct Stats {
     pub outgoing: DirectionStats,
     /// The ring this side reads.
     pub incoming: DirectionStats,
+}
+
+/// A poll interval in whole microseconds, at most [`MAX_POLL_US`].
+pub(super) fn poll_to_us(interval: Duration) -> Result<u32> {
+    let us = interval.as_micros();
+    if us > MAX_POLL_US as u128 {
+        return Err(Error::invalid(
+            "poll_interval",
+            format!("{interval:?} is above the limit of {MAX_POLL_US} µs"),
+        ));
+    }
+    Ok(us as u32)
 }

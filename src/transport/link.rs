@@ -1,20 +1,38 @@
 //! One attachment to a channel's two segments: the regions, the control words, this
 //! side's identity and the liveness monitor. Side B gets a new `Link` when it reconnects
-//! to a restarted side A.
+//! to a restarted side A. Also [`Side`], which end of the channel this process is.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::Side;
-use crate::error::{Corruption, Error, Result};
-use crate::layout::{self, ControlBlock, Readiness, Validated, HEADER_SIZE};
+use crate::error::Error;
+use crate::layout::ControlBlock;
 use crate::liveness::{Monitor, ProcessIdentity};
-use crate::region::{header_of, Region};
-use crate::segment::{Direction, Segment};
+use crate::region::Region;
+use crate::segment::Segment;
 use crate::sync::{AtomicBool, AtomicU32, Ordering};
 use crate::wait::{self, Policy};
+
+/// Which end of a channel this process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The creator: writes `<name>.fs.a2b`, reads `<name>.fs.b2a`.
+    A = 0,
+    /// The opener: writes `<name>.fs.b2a`, reads `<name>.fs.a2b`.
+    B = 1,
+}
+
+impl Side {
+    /// The other side.
+    pub(crate) fn peer(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
 
 pub(crate) struct Link {
     /// Longest single futex sleep of this side's waiters (process-local setting).
@@ -113,6 +131,16 @@ impl Link {
             None
         }
     }
+    /// Announces side B on a freshly attached link (at open and after each reconnection):
+    /// clears its closed flag, publishes its poll interval and wait mode in both headers,
+    /// and records its identity. Side A writes the same in its headers when it creates them.
+    pub(crate) fn announce(&self, poll_us: u32, wait_mode: u32) {
+        let me = self.side as usize;
+        self.set_control_word(|c| &c.closed[me], 0);
+        self.set_control_word(|c| &c.poll_us[me], poll_us);
+        self.set_control_word(|c| &c.wait_mode[me], wait_mode);
+        self.record_identity();
+    }
     /// Records this process in the producer block of our outgoing ring (identity for
     /// liveness) and as the consumer of our incoming ring.
     pub(crate) fn record_identity(&self) {
@@ -145,75 +173,4 @@ impl Drop for Link {
             }
         }
     }
-}
-
-/// The outcome of one attempt by side B to attach.
-pub(crate) enum Attach {
-    Attached(Link),
-    /// A's segments are missing or not ready yet.
-    NotYet,
-    /// Both are there but disagree (A is re-creating them, or they are corrupt).
-    Disagree(Corruption),
-}
-
-/// One attempt by side B to map and validate both segments.
-pub(crate) fn try_attach(name: &str, sleep_slice: Duration) -> Result<Attach> {
-    let mut found = Vec::with_capacity(2);
-    for direction in [Direction::AToB, Direction::BToA] {
-        let seg_name = direction.segment_name(name);
-        let Some(segment) = Segment::open(&seg_name)? else {
-            return Ok(Attach::NotYet);
-        };
-        let len = segment.len();
-        if len < HEADER_SIZE {
-            return Err(Corruption::MappingTooSmall {
-                len,
-                needed: HEADER_SIZE,
-            }
-            .into());
-        }
-        let header = header_of(&segment);
-        if layout::readiness(header, len)? == Readiness::NotYet {
-            return Ok(Attach::NotYet);
-        }
-        let validated = layout::validate(header, len, direction)?;
-        found.push((Arc::new(segment), validated));
-    }
-    let (b2a, vb) = found.pop().expect("two segments");
-    let (a2b, va) = found.pop().expect("two segments");
-    if let Some(c) = disagreement(&va, &vb) {
-        return Ok(Attach::Disagree(c));
-    }
-    let regions = [
-        Region::over_segment(a2b.clone(), va.geometry),
-        Region::over_segment(b2a.clone(), vb.geometry),
-    ];
-    Ok(Attach::Attached(Link::new(
-        Side::B,
-        name,
-        va.generation,
-        regions,
-        [a2b, b2a],
-        sleep_slice,
-    )))
-}
-
-fn disagreement(a2b: &Validated, b2a: &Validated) -> Option<Corruption> {
-    let fields = [
-        ("generation", a2b.generation, b2a.generation),
-        (
-            "slot_size",
-            a2b.geometry.slot_size as u64,
-            b2a.geometry.slot_size as u64,
-        ),
-        (
-            "slot_count",
-            a2b.geometry.slot_count as u64,
-            b2a.geometry.slot_count as u64,
-        ),
-    ];
-    fields
-        .into_iter()
-        .find(|(_, x, y)| x != y)
-        .map(|(field, a2b, b2a)| Corruption::SegmentsDisagree { field, a2b, b2a })
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::link::{try_attach, wake_regions, Attach, Link};
-use super::Side;
+use super::attach::{try_attach, Attach};
+use super::link::{wake_regions, Link, Side};
 use crate::error::{Error, Result};
 use crate::liveness::{Monitor, PeerChange, Watched};
 use crate::sync::{AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -278,11 +278,7 @@ impl Session {
 
     /// Makes `link` (freshly attached) the session's link.
     fn install(self: &Arc<Self>, link: Link) -> Result<u64> {
-        let me = self.side as usize;
-        link.set_control_word(|c| &c.closed[me], 0);
-        link.set_control_word(|c| &c.poll_us[me], self.config.poll_us);
-        link.set_control_word(|c| &c.wait_mode[me], self.config.wait_mode);
-        link.record_identity();
+        link.announce(self.config.poll_us, self.config.wait_mode);
         let link = Arc::new(link);
         self.start_monitor(&link)?;
         let generation = link.generation;

@@ -6,15 +6,18 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
+use super::receiver::Receiver;
 use crate::error::{Error, Result};
 use crate::region::Region;
 use crate::sync::{AtomicBool, Ordering};
-use crate::transport::{Callback, Receiver};
 use crate::wait::{self, Timeout, Waiter};
 
 /// How often the receive thread looks for a new link while side B reconnects.
 const RECONNECT_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// The callback the receive thread calls for each incoming message; the slice is valid
+/// only during the call.
+pub type Callback = Box<dyn FnMut(&[u8]) + Send + 'static>;
 /// Owns the receiving half while the callback thread runs; stops and joins it on drop.
 pub(crate) struct ReceiveThread {
     stop: Arc<AtomicBool>,

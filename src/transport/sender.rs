@@ -1,0 +1,264 @@
+//! The sending half of a side: [`Sender`] publishes on the outgoing ring. It keeps its own
+//! view of the current link and moves to a new one after a reconnection (one Relaxed-cost
+//! epoch check per call); [`Receiver`](super::Receiver) does the same for the incoming one.
+
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+
+use super::control::Control;
+use super::link::Link;
+use crate::error::{Error, Result};
+use crate::region::Region;
+use crate::ring::Producer;
+use crate::sync::Ordering;
+use crate::wait::{self, Timeout, Waiter};
+
+/// The sending half: publishes messages on this side's outgoing ring.
+pub struct Sender {
+    control: Control,
+    link: Arc<Link>,
+    epoch: u64,
+    /// The producer's hot local state (head, cached tail), on cache lines of its own: a
+    /// `Sender` and a `Receiver` placed side by side (adjacent locals, one struct) must not
+    /// bounce a line between the producing and the consuming thread.
+    producer: CachePadded<Producer<Region>>,
+}
+
+impl Sender {
+    pub(crate) fn new(control: Control) -> Result<Sender> {
+        let (link, epoch) = control.session.current();
+        let producer = CachePadded::new(producer_for(&link)?);
+        Ok(Sender {
+            control,
+            link,
+            epoch,
+            producer,
+        })
+    }
+
+    /// Moves to the session's current link if a reconnection replaced ours.
+    #[inline]
+    fn sync(&mut self) -> Result<()> {
+        if self.control.session.epoch() != self.epoch {
+            *self = Sender::new(self.control.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Before a send: on the current link, with a peer that is there. A gone peer fails
+    /// the send (or waits for a reconnection, per the channel's settings) rather than
+    /// letting it vanish into a ring nobody reads. Costs two loads of read-mostly words.
+    #[inline]
+    fn prepare(&mut self, timeout: Timeout) -> Result<()> {
+        self.sync()?;
+        while let Some(gone) = self.link.peer_gone() {
+            self.follow(gone, timeout)?;
+        }
+        Ok(())
+    }
+
+    /// The peer is gone: fail, or wait for the reconnection and move to the new link.
+    #[cold]
+    fn follow(&mut self, gone: Error, timeout: Timeout) -> Result<()> {
+        self.control.session.after_gone(gone, self.epoch, timeout)?;
+        self.sync()
+    }
+
+    /// Sends `msg` (0..=slot_size bytes), waiting for a free slot up to `timeout`.
+    ///
+    /// Errors: [`Error::MessageTooLarge`] (nothing published), [`Error::Timeout`],
+    /// [`Error::Closed`] / [`Error::PeerDead`] once the peer is known to be gone,
+    /// [`Error::Reconnecting`] / [`Error::GaveUp`] per the channel's
+    /// [`OnDisconnect`](super::OnDisconnect), and [`Error::Corrupt`].
+    #[inline]
+    pub fn send(&mut self, msg: &[u8], timeout: impl Into<Timeout>) -> Result<()> {
+        let timeout = timeout.into();
+        self.prepare(timeout)?;
+        if !self.producer.try_send(msg)? {
+            self.wait_for_space(timeout)?;
+            let sent = self.producer.try_send(msg)?;
+            debug_assert!(sent, "space was seen and only we produce");
+        }
+        self.wake_consumer();
+        Ok(())
+    }
+
+    /// Sends as many of `msgs` as fit after one free-space check, waiting up to `timeout`
+    /// for at least one free slot. Returns how many were sent (a prefix of `msgs`). Every
+    /// length is checked before anything is published.
+    pub fn send_batch(&mut self, msgs: &[&[u8]], timeout: impl Into<Timeout>) -> Result<usize> {
+        if msgs.is_empty() {
+            return Ok(0);
+        }
+        let timeout = timeout.into();
+        self.prepare(timeout)?;
+        let mut n = self.producer.try_send_batch(msgs)?;
+        if n == 0 {
+            self.wait_for_space(timeout)?;
+            n = self.producer.try_send_batch(msgs)?;
+        }
+        self.wake_consumer();
+        Ok(n)
+    }
+
+    /// Sends a message written in place: `write` gets the next free slot's whole payload
+    /// (`slot_size` bytes, holding stale bytes from earlier messages) and returns how many
+    /// bytes it wrote, `Ok(len)`, which are then published. Waits up to `timeout` for a free
+    /// slot; `write` is called once, and only when a slot is free.
+    ///
+    /// When `write` returns `Err(e)`, nothing is published (the slot stays free) and
+    /// `send_with` returns that same `e`. The transport's own errors (those of
+    /// [`Sender::send`]; a length above the slot size is [`Error::MessageTooLarge`] and
+    /// publishes nothing) come back converted with `E::from`, so `E` is usually [`Error`]
+    /// itself or an application error with a `From<Error>` impl.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::time::Duration;
+    /// use capnp_shm_transport::{Channel, Error};
+    ///
+    /// #[derive(Debug)]
+    /// enum AppError {
+    ///     Format(std::io::Error),
+    ///     Transport(Error),
+    /// }
+    /// impl From<Error> for AppError {
+    ///     fn from(e: Error) -> Self {
+    ///         AppError::Transport(e)
+    ///     }
+    /// }
+    ///
+    /// # let name = format!("doc-send-with-{}", std::process::id());
+    /// let mut a = Channel::builder(&name).slot_size(16).slot_count(4).create()?;
+    /// let mut b = Channel::builder(&name).open_timeout(Duration::from_secs(1)).open()?;
+    /// let timeout = Duration::from_millis(10);
+    ///
+    /// // Format straight into the slot; publish the bytes written.
+    /// let seq = 7;
+    /// a.sender().send_with(timeout, |slot| {
+    ///     let total = slot.len();
+    ///     let mut rest = &mut slot[..];
+    ///     write!(rest, "seq={seq}").map_err(AppError::Format)?;
+    ///     Ok::<_, AppError>(total - rest.len())
+    /// }).unwrap();
+    /// assert_eq!(&*b.recv(Duration::from_secs(1))?, b"seq=7");
+    ///
+    /// // Text too long for the slot: the writer's error comes back, nothing is published.
+    /// let failed = a.sender().send_with(timeout, |slot| {
+    ///     let total = slot.len();
+    ///     let mut rest = &mut slot[..];
+    ///     write!(rest, "{}", "x".repeat(100)).map_err(AppError::Format)?;
+    ///     Ok(total - rest.len())
+    /// });
+    /// assert!(matches!(failed, Err(AppError::Format(_))));
+    /// assert!(matches!(b.recv(Duration::ZERO), Err(Error::Timeout { .. })));
+    ///
+    /// // With `Error` as the error type, `?` works in a function returning `Result<_, Error>`.
+    /// a.sender().send_with(timeout, |slot| {
+    ///     slot[..2].copy_from_slice(b"ok");
+    ///     Ok::<_, Error>(2)
+    /// })?;
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn send_with<E: From<Error>>(
+        &mut self,
+        timeout: impl Into<Timeout>,
+        write: impl FnOnce(&mut [u8]) -> std::result::Result<usize, E>,
+    ) -> std::result::Result<(), E> {
+        let mut write = Some(write);
+        let mut failure = None;
+        let sent = self.publish_with(timeout.into(), |slot| {
+            let write = write
+                .take()
+                .expect("the ring calls the writer at most once");
+            match write(slot) {
+                Ok(len) => len,
+                Err(e) => {
+                    failure = Some(e);
+                    // A length above the slot size: the ring refuses it before publishing
+                    // anything (and its error is replaced by `e` below).
+                    slot.len() + 1
+                }
+            }
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => sent.map_err(E::from),
+        }
+    }
+
+    /// Publishes the length `write` returns after writing a free slot in place (see
+    /// [`Sender::send_with`]), waiting up to `timeout` for one.
+    fn publish_with(
+        &mut self,
+        timeout: Timeout,
+        mut write: impl FnMut(&mut [u8]) -> usize,
+    ) -> Result<()> {
+        self.prepare(timeout)?;
+        if !self.producer.try_send_with(&mut write)? {
+            self.wait_for_space(timeout)?;
+            let sent = self.producer.try_send_with(&mut write)?;
+            debug_assert!(sent, "space was seen and only we produce");
+        }
+        self.wake_consumer();
+        Ok(())
+    }
+
+    /// The largest message this side can send.
+    pub fn max_message_len(&self) -> usize {
+        self.producer.slot_size()
+    }
+
+    /// Live settings and statistics.
+    pub fn control(&self) -> &Control {
+        &self.control
+    }
+
+    /// Wakes the peer's consumer if it sleeps on a futex (one Relaxed load otherwise).
+    #[inline]
+    fn wake_consumer(&self) {
+        let word = &self.producer.memory().header().consumer.wait;
+        wait::wake_sleeper(self.link.peer_mode(), word);
+    }
+
+    /// Waits for a free slot, following a reconnection if the channel is set to.
+    #[cold]
+    fn wait_for_space(&mut self, timeout: Timeout) -> Result<()> {
+        let mut waiter = Waiter::new(timeout);
+        loop {
+            if let Some(gone) = self.link.peer_gone() {
+                self.follow(gone, timeout)?;
+                if self.producer.free_slots(1)? > 0 {
+                    return Ok(());
+                }
+                continue;
+            }
+            let link = &self.link;
+            let producer = &self.producer;
+            let policy = link.policy(&producer.memory().header().producer.wait);
+            if !waiter.idle(&policy, || {
+                producer.space_visible() || link.peer_gone().is_some()
+            }) {
+                return Err(Error::Timeout { full: true });
+            }
+            if self.producer.free_slots(1)? > 0 {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Where this side's producer continues: after every committed slot from the consumer's
+/// validated tail.
+fn producer_for(link: &Link) -> Result<Producer<Region>> {
+    let out = link.outgoing().clone();
+    let h = out.header();
+    let tail = h.consumer.tail.load(Ordering::Acquire);
+    let head = h.producer.head.load(Ordering::Relaxed);
+    // The mirrored head is stored before the commits, so tail <= head <= tail + count holds
+    // even after a producer crash; anything else is corruption.
+    crate::layout::check_indices(head, tail, out.geometry().slot_count as u64)?;
+    let bytes = h.producer.bytes.load(Ordering::Relaxed);
+    Ok(Producer::resume(out, tail, bytes))
+}
