@@ -4,7 +4,7 @@
 //! outside what it was given: that is the property being fuzzed.
 
 use crate::layout::{self, Readiness, HEADER_SIZE};
-use crate::region::Region;
+use crate::ring::Region;
 use crate::ring::{Consumer, Producer, RingMemory};
 use crate::segment::Direction;
 use crate::sync::Ordering;

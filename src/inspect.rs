@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::layout::{self, Geometry, Readiness, HEADER_SIZE};
 use crate::liveness;
-use crate::region::{header_of, Region};
+use crate::ring::{header_of, Region};
 use crate::segment::{self, Direction, Segment};
 use crate::sync::Ordering;
 use crate::wait::WaitMode;

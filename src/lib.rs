@@ -67,8 +67,6 @@ mod layout;
 mod liveness;
 #[cfg(not(loom))]
 mod receiver;
-#[cfg(not(loom))]
-mod region;
 mod ring;
 #[cfg(not(loom))]
 mod segment;

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::region::Region;
+use crate::ring::Region;
 use crate::sync::Ordering;
 use crate::transport::{Callback, Receiver};
 use crate::wait::{self, Timeout, Waiter};

@@ -9,7 +9,7 @@ use super::session::Session;
 use super::{poll_to_us, Side};
 use crate::error::{Error, Result};
 use crate::layout::{ControlBlock, MAX_POLL_US};
-use crate::region::Region;
+use crate::ring::Region;
 use crate::ring::RingMemory;
 use crate::sync::Ordering;
 use crate::wait::WaitMode;

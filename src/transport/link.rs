@@ -12,7 +12,7 @@ use super::Side;
 use crate::error::{Corruption, Error, Result};
 use crate::layout::{self, ControlBlock, Readiness, Validated, HEADER_SIZE};
 use crate::liveness::{Monitor, ProcessIdentity};
-use crate::region::{header_of, Region};
+use crate::ring::{header_of, Region};
 use crate::segment::{Direction, Segment};
 use crate::sync::{AtomicU32, Ordering};
 use crate::wait::{self, Policy};

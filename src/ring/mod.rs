@@ -16,6 +16,12 @@
 use crate::error::{Corruption, Error, Result};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
+#[cfg(not(loom))]
+mod region;
+
+#[cfg(not(loom))]
+pub(crate) use region::{header_of, Region};
+
 /// Access to one ring's shared words and slot payloads.
 ///
 /// # Safety
@@ -358,8 +364,8 @@ impl<M: RingMemory> Consumer<M> {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use super::Region;
     use super::*;
-    use crate::region::Region;
     use proptest::prelude::*;
     use std::collections::VecDeque;
 
@@ -579,5 +585,4 @@ mod tests {
 }
 
 #[cfg(all(test, loom))]
-#[path = "ring_loom.rs"]
 mod loom_tests;

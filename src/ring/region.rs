@@ -6,10 +6,10 @@ use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use super::RingMemory;
 use crate::error::{Error, Result};
 use crate::layout::{self, HeaderInit};
 use crate::layout::{Geometry, Header, SlotHeader, HEADER_SIZE, SLOT_HEADER_SIZE};
-use crate::ring::RingMemory;
 use crate::segment::Direction;
 use crate::segment::Segment;
 use crate::sync::{AtomicU32, AtomicU64};
