@@ -12,15 +12,33 @@
 //!
 //! Everything read from the memory is untrusted: commit words, lengths and the tail index
 //! are checked, and a bad value is a [`Corruption`] error, never an out-of-bounds access.
+//!
+//! The folder, one concept per file:
+//! - `mod.rs` (this file): the protocol, [`Producer`] and [`Consumer`], over any
+//!   [`RingMemory`];
+//! - `region.rs`: `Region`, a ring's bytes seen as a header and slots, the
+//!   [`RingMemory`] the transport uses, over whichever backing owns the bytes;
+//! - `shm.rs`: that backing as a mapped POSIX shared-memory segment, and `header_of`
+//!   for openers that have not trusted a segment's geometry yet;
+//! - `heap.rs`: that backing as heap memory, for tests, benchmarks and fuzzing;
+//! - `loom_tests.rs`: loom models of the orderings, built only with `--cfg loom` (then
+//!   only the protocol and the models are compiled, with loom atomics; the backings are
+//!   not).
 
 use crate::error::{Corruption, Error, Result};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 #[cfg(not(loom))]
+mod heap;
+#[cfg(not(loom))]
 mod region;
+#[cfg(not(loom))]
+mod shm;
 
 #[cfg(not(loom))]
-pub(crate) use region::{header_of, Region};
+pub(crate) use region::Region;
+#[cfg(not(loom))]
+pub(crate) use shm::header_of;
 
 /// Access to one ring's shared words and slot payloads.
 ///

@@ -1,122 +1,71 @@
-//! One ring's memory: a mapping (shared memory, or heap memory for tests) seen as a
-//! [`Header`] followed by slots. The ring code runs unchanged over either, so the ring's
-//! contract tests run on heap memory and the cross-process tests on POSIX shared memory.
+//! [`Region`]: one ring's memory seen as a [`Header`] followed by slots, over whatever
+//! [`Backing`] keeps the bytes alive (a mapped segment, see `shm.rs`, or heap memory, see
+//! `heap.rs`). The ring protocol runs over it through [`RingMemory`]; the backing is only
+//! an owner, never on the data path.
 
-use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::RingMemory;
-use crate::error::{Error, Result};
-use crate::layout::{self, HeaderInit};
 use crate::layout::{Geometry, Header, SlotHeader, HEADER_SIZE, SLOT_HEADER_SIZE};
-use crate::segment::Direction;
-use crate::segment::Segment;
 use crate::sync::{AtomicU32, AtomicU64};
 
-/// Keeps a mapping alive; a [`Region`] holds one so its pointers stay valid.
-trait Backing: Send + Sync {}
-impl Backing for Segment {}
-impl Backing for HeapBacking {}
+/// Memory a [`Region`] can live in, kept alive by the region's owner handle.
+///
+/// # Safety
+/// Implementors guarantee that `base()` is 128-byte aligned, never changes, and points
+/// at `len()` bytes (`len()` never changes either) that stay mapped and are accessed only
+/// through atomics or raw pointers for as long as the backing lives.
+pub(super) unsafe trait Backing: Send + Sync {
+    /// Start of the memory.
+    fn base(&self) -> NonNull<u8>;
+    /// Length of the memory in bytes.
+    fn len(&self) -> usize;
+}
 
-/// A header plus `geometry.slot_count` slots at `base`, kept alive by `_owner`.
+/// A header plus `geometry.slot_count` slots at `base`, kept alive by `owner`.
 #[derive(Clone)]
 pub(crate) struct Region {
-    _owner: Arc<dyn Backing>,
+    owner: Arc<dyn Backing>,
     base: NonNull<u8>,
     geometry: Geometry,
 }
 
 // SAFETY: `Region` only hands out `&` to atomics inside the mapping and raw payload
-// pointers; the mapping lives as long as `_owner`, which is `Send + Sync`. Who may write
+// pointers; the mapping lives as long as `owner`, which is `Send + Sync`. Who may write
 // which bytes is governed by the ring protocol, not by the handle's thread.
 unsafe impl Send for Region {}
 // SAFETY: see `Send`.
 unsafe impl Sync for Region {}
 
 impl Region {
-    /// A region over a segment whose first `geometry.segment_len()` bytes were validated
-    /// (or freshly written) with this geometry.
-    pub(crate) fn over_segment(segment: Arc<Segment>, geometry: Geometry) -> Region {
+    /// A region over `owner`'s memory, whose first `geometry.segment_len()` bytes were
+    /// validated (or freshly written) with this geometry. Panics if they do not fit.
+    pub(super) fn new(owner: Arc<dyn Backing>, geometry: Geometry) -> Region {
         assert!(
-            geometry.segment_len() <= segment.len() as u64,
-            "caller validated the geometry"
+            geometry.segment_len() <= owner.len() as u64,
+            "caller validated the geometry against the memory"
         );
-        let base = NonNull::new(segment.as_ptr()).expect("mmap never returns null");
         Region {
-            _owner: segment,
-            base,
+            base: owner.base(),
+            owner,
             geometry,
         }
     }
 
-    /// A region in zeroed, 128-byte-aligned heap memory with a fresh a2b header: the same
-    /// bytes a segment holds, for tests and benchmarks of the ring alone.
-    pub(crate) fn heap(slot_size: usize, slot_count: usize) -> Result<Region> {
-        let geometry = Geometry::new(slot_size, slot_count)?;
-        let len = usize::try_from(geometry.segment_len())
-            .map_err(|_| Error::invalid("slot_count", "too large for this platform"))?;
-        let backing = HeapBacking::zeroed(len)?;
-        let region = Region {
-            base: backing.ptr,
-            _owner: Arc::new(backing),
-            geometry,
-        };
-        layout::initialize(
-            region.header(),
-            &HeaderInit {
-                geometry,
-                direction: Direction::AToB,
-                generation: 1,
-                creator_pid: std::process::id(),
-                poll_us: [0, 0],
-                wait_mode: [0, 0],
-            },
-        );
-        Ok(region)
-    }
-
-    /// A region over a zeroed, aligned heap copy of `bytes` (at least a header's worth),
-    /// with an empty geometry until [`Region::with_geometry`] (for fuzzing: the bytes are
-    /// untrusted). `None` for an absurd length.
-    pub(crate) fn heap_copy(bytes: &[u8]) -> Option<Region> {
-        let backing = HeapBacking::zeroed(bytes.len().max(HEADER_SIZE)).ok()?;
-        // SAFETY: the backing holds at least bytes.len() bytes, freshly allocated, so it
-        // cannot overlap `bytes`.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), backing.ptr.as_ptr(), bytes.len()) };
-        let geometry = Geometry {
-            slot_size: 0,
-            slot_count: 0,
-            slot_stride: 0,
-        };
-        Some(Region {
-            base: backing.ptr,
-            _owner: Arc::new(backing),
-            geometry,
-        })
-    }
-
-    /// The same memory with a geometry that [`layout::validate`] accepted for it.
+    /// The same memory with a geometry that [`crate::layout::validate`] accepted for it.
+    /// Panics if it does not fit the memory.
     pub(crate) fn with_geometry(self, geometry: Geometry) -> Region {
-        Region { geometry, ..self }
-    }
-
-    /// Stores `value` at byte `offset` (8-byte aligned, inside the geometry), as a peer
-    /// scribbling on the mapping would (for fuzzing).
-    pub(crate) fn poke_u64(&self, offset: usize, value: u64) {
-        assert!(offset % 8 == 0 && offset + 8 <= self.geometry.segment_len() as usize);
-        // SAFETY: in bounds and 8-byte aligned (checked above, base is 128-aligned); the
-        // word is accessed atomically like every other word of the mapping.
-        let word = unsafe { &*self.base.as_ptr().add(offset).cast::<AtomicU64>() };
-        word.store(value, std::sync::atomic::Ordering::Relaxed);
+        Region::new(self.owner, geometry)
     }
 
     /// The header at the start of the region.
     #[inline]
     pub(crate) fn header(&self) -> &Header {
-        // SAFETY: `base` is page- (or 128-byte-) aligned, the mapping holds at least
-        // HEADER_SIZE bytes, it lives as long as `self`, and `Header` consists only of
-        // atomics, so a shared reference is sound even while the peer writes it.
+        // SAFETY: `base` is 128-byte aligned and the memory holds at least HEADER_SIZE
+        // bytes (`Backing` contract; `new` checked segment_len >= HEADER_SIZE fits), it
+        // lives as long as `self.owner`, and `Header` consists only of atomics, so a
+        // shared reference is sound even while the peer writes it.
         unsafe { &*self.base.as_ptr().cast::<Header>() }
     }
 
@@ -125,11 +74,16 @@ impl Region {
         self.geometry
     }
 
+    /// Start of the memory, for the backings' own raw accesses (fuzzing pokes).
+    pub(super) fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
     #[inline]
     fn slot_ptr(&self, slot: usize) -> *mut u8 {
         assert!(slot < self.geometry.slot_count, "slot {slot} out of range");
         // SAFETY: slot < slot_count, so the offset is within the geometry's
-        // segment_len, which the constructor checked against the mapping's length.
+        // segment_len, which `new` checked against the memory's length.
         unsafe {
             self.base
                 .as_ptr()
@@ -153,9 +107,9 @@ impl Region {
     }
 }
 
-// SAFETY: the geometry was validated against the mapping (see constructors), slot
-// pointers are bounds-checked by `slot_ptr`, and slots do not overlap each other or the
-// header because the stride is at least SLOT_HEADER_SIZE + slot_size.
+// SAFETY: the geometry was checked against the memory (`Region::new`), slot pointers are
+// bounds-checked by `slot_ptr`, and slots do not overlap each other or the header because
+// the stride is at least SLOT_HEADER_SIZE + slot_size.
 unsafe impl RingMemory for Region {
     #[inline]
     fn slot_count(&self) -> usize {
@@ -208,47 +162,5 @@ unsafe impl RingMemory for Region {
         // SAFETY: in bounds (len <= slot_size), and the caller guarantees the producer
         // does not write the slot while the borrow lives (published, not released).
         unsafe { std::slice::from_raw_parts(self.payload_ptr(slot), len) }
-    }
-}
-
-/// The header of a mapped segment, before its geometry is trusted (for validation).
-/// Panics if the mapping is smaller than the header; callers check that first.
-pub(crate) fn header_of(segment: &Segment) -> &Header {
-    assert!(
-        segment.len() >= HEADER_SIZE,
-        "caller checked the mapping holds a header"
-    );
-    // SAFETY: the mapping is page-aligned, holds at least HEADER_SIZE bytes and lives as
-    // long as `segment`; `Header` is all atomics, valid for any bytes and for concurrent
-    // writes by the peer.
-    unsafe { &*segment.as_ptr().cast::<Header>() }
-}
-
-/// Zeroed heap memory aligned like a mapping's start.
-struct HeapBacking {
-    ptr: NonNull<u8>,
-    layout: Layout,
-}
-
-// SAFETY: plain owned memory; all access goes through `Region` (atomics, raw pointers).
-unsafe impl Send for HeapBacking {}
-// SAFETY: as above.
-unsafe impl Sync for HeapBacking {}
-
-impl HeapBacking {
-    fn zeroed(len: usize) -> Result<HeapBacking> {
-        let layout = Layout::from_size_align(len, 128)
-            .map_err(|_| Error::invalid("slot_count", "segment too large"))?;
-        // SAFETY: `layout` has a non-zero size (it includes the header).
-        let ptr = unsafe { alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(ptr).unwrap_or_else(|| alloc::handle_alloc_error(layout));
-        Ok(HeapBacking { ptr, layout })
-    }
-}
-
-impl Drop for HeapBacking {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `zeroed` with exactly this layout, freed once.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) }
     }
 }
