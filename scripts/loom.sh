@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Model-checks with loom: the ring's publish/consume orderings on the real ring code built
-# with --cfg loom (src/ring_loom.rs), and the block-mode eventcount (src/eventcount_loom.rs).
+# with --cfg loom (src/ring/loom_tests.rs), and the block-mode eventcount (src/eventcount_loom.rs).
 # LOOM_MAX_PREEMPTIONS bounds the search (CI: 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
