@@ -199,6 +199,7 @@ pub enum Corruption {
 }
 
 impl Error {
+    #[cfg_attr(loom, allow(dead_code))] // used by the transport, compiled out under loom
     pub(crate) fn invalid(what: &'static str, why: impl Into<String>) -> Self {
         Error::InvalidArgument {
             what,

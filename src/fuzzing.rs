@@ -4,7 +4,7 @@
 //! outside what it was given: that is the property being fuzzed.
 
 use crate::layout::{self, Readiness, HEADER_SIZE};
-use crate::region::Region;
+use crate::ring::Region;
 use crate::ring::{Consumer, Producer, RingMemory};
 use crate::segment::Direction;
 use crate::sync::Ordering;
@@ -58,7 +58,7 @@ fn exercise(region: Region, tail: u64) {
         let mut producer = Producer::resume(region, consumer_tail(&consumer), 0);
         let _ = producer.try_send(b"fuzz");
         let _ = producer.try_send_batch(&[b"a", b"bc"]);
-        let _ = producer.try_send_with(|slot| slot.len() + 1);
+        let _ = producer.try_send_with(|slot| Ok::<_, crate::Error>(slot.len() + 1));
     }
 }
 

@@ -68,7 +68,6 @@ not_under_loom! {
     pub mod inspect;
     mod layout;
     mod liveness;
-    mod region;
     mod ring_info;
     mod segment;
     mod transport;

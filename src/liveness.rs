@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::layout::ProducerBlock;
-use crate::region::Region;
+use crate::ring::Region;
 use crate::sync::{AtomicBool, Ordering};
 
 /// Default time after which a silent peer in another pid namespace counts as dead; also

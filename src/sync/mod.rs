@@ -27,6 +27,7 @@ mod atomic {
 }
 
 #[cfg(loom)]
+#[allow(dead_code)] // AtomicBool and AtomicU8 serve the transport, compiled out under loom
 mod atomic {
     pub(crate) use loom::sync::atomic::{fence, Ordering};
     pub(crate) type AtomicBool = loom::sync::atomic::AtomicBool;
@@ -35,6 +36,7 @@ mod atomic {
     pub(crate) type AtomicU64 = loom::sync::atomic::AtomicU64;
 }
 
+#[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Threads: sleeping, yielding, spin hints.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::link::{Link, Side};
 use crate::error::{Corruption, Result};
 use crate::layout::{self, Readiness, Validated, HEADER_SIZE};
-use crate::region::{header_of, Region};
+use crate::ring::{header_of, Region};
 use crate::segment::{Direction, Segment};
 
 /// One segment of a channel, mapped, with its header validated.

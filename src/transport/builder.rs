@@ -16,7 +16,7 @@ use super::session::{
 use crate::error::{Error, Result};
 use crate::layout::{self, Geometry, HeaderInit};
 use crate::liveness::DEFAULT_DEAD_AFTER;
-use crate::region::Region;
+use crate::ring::Region;
 use crate::segment::{self, Direction, Segment};
 use crate::wait::{self, Timeout, WaitMode};
 

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use crate::error::Error;
 use crate::layout::ControlBlock;
 use crate::liveness::{Monitor, ProcessIdentity};
-use crate::region::Region;
+use crate::ring::Region;
 use crate::segment::Segment;
 use crate::sync::{AtomicBool, AtomicU32, Ordering};
 use crate::wait::{self, Policy};

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 
 use super::receiver::Receiver;
 use crate::error::{Error, Result};
-use crate::region::Region;
+use crate::ring::Region;
 use crate::sync::{AtomicBool, Ordering};
 use crate::wait::{self, Timeout, Waiter};
 

@@ -11,7 +11,7 @@ use crossbeam_utils::CachePadded;
 use super::control::Control;
 use super::link::Link;
 use crate::error::{Error, Result};
-use crate::region::Region;
+use crate::ring::Region;
 use crate::ring::Consumer;
 use crate::sync::Ordering;
 use crate::wait::{self, Received, Timeout, Waiter};

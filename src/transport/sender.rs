@@ -9,7 +9,7 @@ use crossbeam_utils::CachePadded;
 use super::control::Control;
 use super::link::Link;
 use crate::error::{Error, Result};
-use crate::region::Region;
+use crate::ring::Region;
 use crate::ring::Producer;
 use crate::sync::Ordering;
 use crate::wait::{self, Timeout, Waiter};
@@ -166,39 +166,14 @@ impl Sender {
         timeout: impl Into<Timeout>,
         write: impl FnOnce(&mut [u8]) -> std::result::Result<usize, E>,
     ) -> std::result::Result<(), E> {
-        let mut write = Some(write);
-        let mut failure = None;
-        let sent = self.publish_with(timeout.into(), |slot| {
-            let write = write
-                .take()
-                .expect("the ring calls the writer at most once");
-            match write(slot) {
-                Ok(len) => len,
-                Err(e) => {
-                    failure = Some(e);
-                    // A length above the slot size: the ring refuses it before publishing
-                    // anything (and its error is replaced by `e` below).
-                    slot.len() + 1
-                }
-            }
-        });
-        match failure {
-            Some(e) => Err(e),
-            None => sent.map_err(E::from),
-        }
-    }
-
-    /// Publishes the length `write` returns after writing a free slot in place (see
-    /// [`Sender::send_with`]), waiting up to `timeout` for one.
-    fn publish_with(
-        &mut self,
-        timeout: Timeout,
-        mut write: impl FnMut(&mut [u8]) -> usize,
-    ) -> Result<()> {
+        let timeout = timeout.into();
         self.prepare(timeout)?;
-        if !self.producer.try_send_with(&mut write)? {
+        // The ring calls the writer only when a slot is free: at most once over both tries.
+        let mut write = Some(write);
+        let mut call = |slot: &mut [u8]| (write.take().expect("called at most once"))(slot);
+        if !self.producer.try_send_with(&mut call)? {
             self.wait_for_space(timeout)?;
-            let sent = self.producer.try_send_with(&mut write)?;
+            let sent = self.producer.try_send_with(&mut call)?;
             debug_assert!(sent, "space was seen and only we produce");
         }
         self.wake_consumer();

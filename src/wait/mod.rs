@@ -170,6 +170,7 @@ impl Waiter {
     }
 
     /// Starts the backoff over (after work was found), keeping the deadline.
+    #[cfg_attr(loom, allow(dead_code))] // used by the transport, compiled out under loom
     pub(crate) fn reset(&mut self) {
         self.phase = self.backoff.first_phase();
         self.idle_since = None;

@@ -8,7 +8,7 @@ use loom::sync::Arc;
 use loom::thread;
 
 use super::{Consumer, Producer, RingMemory};
-use crate::sync::{AtomicU32, AtomicU64};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 const SLOT_SIZE: usize = 4;
 
@@ -176,7 +176,7 @@ fn in_place_writes_are_published_whole() {
                     let sent = producer
                         .try_send_with(|slot| {
                             slot[..2].copy_from_slice(&[round, round]);
-                            2
+                            Ok::<_, crate::error::Error>(2)
                         })
                         .unwrap();
                     if sent {
@@ -189,5 +189,32 @@ fn in_place_writes_are_published_whole() {
         let got = receive(&mut Consumer::new(mem, 0, 0), 2);
         sender.join().unwrap();
         assert_eq!(got, [vec![1, 1], vec![2, 2]]);
+    });
+}
+
+#[test]
+fn a_resumed_producer_leaves_no_hole_and_no_duplicate() {
+    // A producer committed message 1, mirrored its head for message 2 and died before
+    // committing it. A new producer takes over (reading the consumer's tail as
+    // `Sender::new` does) while the consumer is draining: the consumer sees 1, 2, 3 with
+    // no hole at the uncommitted index and nothing twice.
+    loom::model(|| {
+        let mem = LoomMemory::new(2);
+        let mut dead = Producer::new(mem.clone(), 0, 0, 0);
+        assert!(dead.try_send(&[1]).unwrap());
+        mem.head().store(2, Ordering::Relaxed);
+        drop(dead);
+        let consumer = {
+            let mem = mem.clone();
+            thread::spawn(move || receive(&mut Consumer::new(mem, 0, 0), 3))
+        };
+        let tail = mem.tail().load(Ordering::Acquire);
+        let mut producer = Producer::resume(mem.clone(), tail, 0);
+        for msg in [[2u8], [3]] {
+            while !producer.try_send(&msg).unwrap() {
+                thread::yield_now();
+            }
+        }
+        assert_eq!(consumer.join().unwrap(), [vec![1], vec![2], vec![3]]);
     });
 }

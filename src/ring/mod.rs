@@ -12,9 +12,35 @@
 //!
 //! Everything read from the memory is untrusted: commit words, lengths and the tail index
 //! are checked, and a bad value is a [`Corruption`] error, never an out-of-bounds access.
+//!
+//! The folder, one concept per file:
+//! - `mod.rs` (this file): the protocol, [`Producer`] and [`Consumer`], over any
+//!   [`RingMemory`];
+//! - `region.rs`: `Region`, a ring's bytes seen as a header and slots, the
+//!   [`RingMemory`] the transport uses, over whichever backing owns the bytes;
+//! - `shm.rs`: that backing as a mapped POSIX shared-memory segment, and `header_of`
+//!   for openers that have not trusted a segment's geometry yet;
+//! - `heap.rs`: that backing as heap memory, for tests, benchmarks and fuzzing;
+//! - `contract_tests.rs`: the ring's tests, written once over any [`RingMemory`] and run
+//!   over both backings;
+//! - `loom_tests.rs`: loom models of the orderings, built only with `--cfg loom` (then
+//!   only the protocol and the models are compiled, with loom atomics; the backings are
+//!   not).
 
 use crate::error::{Corruption, Error, Result};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+#[cfg(not(loom))]
+mod heap;
+#[cfg(not(loom))]
+mod region;
+#[cfg(not(loom))]
+mod shm;
+
+#[cfg(not(loom))]
+pub(crate) use region::Region;
+#[cfg(not(loom))]
+pub(crate) use shm::header_of;
 
 /// Access to one ring's shared words and slot payloads.
 ///
@@ -112,11 +138,13 @@ impl<M: RingMemory> Producer<M> {
     }
 
     /// The largest message this ring carries.
+    #[cfg_attr(loom, allow(dead_code))] // used by the transport, compiled out under loom
     pub(crate) fn slot_size(&self) -> usize {
         self.slot_size
     }
 
     /// The memory this producer writes.
+    #[cfg_attr(loom, allow(dead_code))] // used by the transport, compiled out under loom
     pub(crate) fn memory(&self) -> &M {
         &self.mem
     }
@@ -181,16 +209,20 @@ impl<M: RingMemory> Producer<M> {
 
     /// If a slot is free, lets `write` fill its payload in place (all `slot_size` bytes,
     /// holding whatever an earlier message left) and publishes the length it returns.
-    /// `Ok(false)` when the ring is full (then `write` is not called). A returned length
-    /// above the slot size publishes nothing and is [`Error::MessageTooLarge`].
-    pub(crate) fn try_send_with(&mut self, write: impl FnOnce(&mut [u8]) -> usize) -> Result<bool> {
-        if self.free_slots(1)? == 0 {
+    /// `Ok(false)` when the ring is full (then `write` is not called). A writer's error
+    /// comes back unchanged and a returned length above the slot size is
+    /// [`Error::MessageTooLarge`]: either way nothing is published.
+    pub(crate) fn try_send_with<E: From<Error>>(
+        &mut self,
+        write: impl FnOnce(&mut [u8]) -> std::result::Result<usize, E>,
+    ) -> std::result::Result<bool, E> {
+        if self.free_slots(1).map_err(Error::from)? == 0 {
             return Ok(false);
         }
         let slot = (self.head & self.mask) as usize;
         // SAFETY: the slot at `head` is free (see `write_and_commit`) and we are the only
         // producer; the borrow ends when `write` returns, before the commit.
-        let len = write(unsafe { self.mem.payload_mut(slot) });
+        let len = write(unsafe { self.mem.payload_mut(slot) })?;
         self.check_len(len)?;
         self.mirror_head(1, len as u64);
         self.commit(len);
@@ -269,6 +301,7 @@ impl<M: RingMemory> Consumer<M> {
     }
 
     /// The memory this consumer reads.
+    #[cfg_attr(loom, allow(dead_code))] // used by the transport, compiled out under loom
     pub(crate) fn memory(&self) -> &M {
         &self.mem
     }
@@ -357,227 +390,6 @@ impl<M: RingMemory> Consumer<M> {
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-    use crate::region::Region;
-    use proptest::prelude::*;
-    use std::collections::VecDeque;
-
-    fn ring(slot_size: usize, slot_count: usize) -> (Producer<Region>, Consumer<Region>) {
-        let region = Region::heap(slot_size, slot_count).unwrap();
-        (
-            Producer::new(region.clone(), 0, 0, 0),
-            Consumer::new(region, 0, 0),
-        )
-    }
-
-    fn recv(c: &mut Consumer<Region>) -> Option<Vec<u8>> {
-        let mut out = None;
-        c.drain(1, |m| out = Some(m.to_vec())).unwrap();
-        out
-    }
-
-    #[test]
-    fn wraps_around_many_laps() {
-        let (mut p, mut c) = ring(8, 4);
-        for i in 0..100u8 {
-            let msg = vec![i; (i % 9) as usize];
-            assert!(p.try_send(&msg).unwrap());
-            assert_eq!(recv(&mut c).unwrap(), msg);
-        }
-        assert_eq!(recv(&mut c), None);
-    }
-
-    #[test]
-    fn full_ring_refuses_then_accepts_after_release() {
-        let (mut p, mut c) = ring(8, 4);
-        for i in 0..4u8 {
-            assert!(p.try_send(&[i]).unwrap());
-        }
-        assert!(!p.try_send(&[9]).unwrap());
-        assert_eq!(recv(&mut c).unwrap(), vec![0]);
-        assert!(p.try_send(&[4]).unwrap());
-        let mut got = vec![];
-        assert_eq!(c.drain(10, |m| got.push(m[0])).unwrap(), 4);
-        assert_eq!(got, vec![1, 2, 3, 4]);
-    }
-
-    #[test]
-    fn batch_send_fills_only_free_slots_and_checks_lengths_first() {
-        let (mut p, mut c) = ring(4, 4);
-        let msgs: Vec<&[u8]> = vec![b"a", b"bb", b"ccc", b"dddd", b"e"];
-        assert_eq!(p.try_send_batch(&msgs).unwrap(), 4);
-        assert!(matches!(
-            p.try_send_batch(&[b"x", b"too long"]),
-            Err(Error::MessageTooLarge {
-                len: 8,
-                slot_size: 4
-            })
-        ));
-        let mut got = vec![];
-        c.drain(usize::MAX, |m| got.push(m.to_vec())).unwrap();
-        assert_eq!(
-            got,
-            vec![
-                b"a".to_vec(),
-                b"bb".to_vec(),
-                b"ccc".to_vec(),
-                b"dddd".to_vec()
-            ]
-        );
-    }
-
-    #[test]
-    fn oversized_message_is_refused_and_nothing_published() {
-        let (mut p, mut c) = ring(4, 4);
-        assert!(matches!(
-            p.try_send(&[0; 5]),
-            Err(Error::MessageTooLarge {
-                len: 5,
-                slot_size: 4
-            })
-        ));
-        assert_eq!(recv(&mut c), None);
-        assert!(p.try_send(&[1; 4]).unwrap());
-        assert_eq!(recv(&mut c).unwrap(), vec![1; 4]);
-    }
-
-    #[test]
-    fn corrupt_commit_word_and_length_are_errors() {
-        let (mut p, c) = ring(8, 4);
-        c.memory().commit(0).store(77, Ordering::Relaxed);
-        assert!(matches!(
-            c.peek(0),
-            Err(Corruption::CommitWord {
-                index: 0,
-                found: 77,
-                ..
-            })
-        ));
-        c.memory().commit(0).store(0, Ordering::Relaxed);
-        assert!(p.try_send(b"hi").unwrap());
-        c.memory().len(0).store(9, Ordering::Relaxed);
-        assert!(matches!(
-            c.peek(0),
-            Err(Corruption::SlotLength {
-                len: 9,
-                slot_size: 8
-            })
-        ));
-    }
-
-    #[test]
-    fn send_with_writes_in_place_and_rejects_overlong_lengths() {
-        let (mut p, mut c) = ring(8, 2);
-        assert!(p
-            .try_send_with(|buf| {
-                assert_eq!(buf.len(), 8);
-                buf[..3].copy_from_slice(b"abc");
-                3
-            })
-            .unwrap());
-        assert!(matches!(
-            p.try_send_with(|_| 9),
-            Err(Error::MessageTooLarge { len: 9, .. })
-        ));
-        assert_eq!(recv(&mut c).unwrap(), b"abc");
-        assert_eq!(recv(&mut c), None, "the overlong write published nothing");
-        assert!(p.try_send(b"x").unwrap());
-        assert!(p.try_send(b"y").unwrap());
-        let mut called = false;
-        assert!(!p
-            .try_send_with(|_| {
-                called = true;
-                0
-            })
-            .unwrap());
-        assert!(!called, "a full ring does not call the writer");
-    }
-
-    #[test]
-    fn resume_finds_the_committed_head_not_the_mirrored_one() {
-        let (mut p, mut c) = ring(8, 4);
-        assert!(p.try_send(b"a").unwrap());
-        assert!(p.try_send(b"b").unwrap());
-        assert_eq!(recv(&mut c).unwrap(), b"a");
-        // A producer that died after mirroring head 3 but before committing index 2.
-        p.memory().head().store(3, Ordering::Relaxed);
-        let mut p2 = Producer::resume(p.memory().clone(), 1, 2);
-        assert_eq!(p2.memory().head().load(Ordering::Relaxed), 2);
-        assert!(p2.try_send(b"c").unwrap());
-        assert_eq!(recv(&mut c).unwrap(), b"b");
-        assert_eq!(recv(&mut c).unwrap(), b"c", "no hole at index 2");
-        // A full ring resumes at tail + count.
-        let (mut p, c) = ring(8, 2);
-        assert!(p.try_send(b"1").unwrap() && p.try_send(b"2").unwrap());
-        let mut p3 = Producer::resume(c.memory().clone(), 0, 0);
-        assert!(!p3.try_send(b"3").unwrap());
-    }
-
-    #[test]
-    fn tail_out_of_range_is_an_error() {
-        let (mut p, c) = ring(8, 2);
-        assert!(p.try_send(b"1").unwrap());
-        assert!(p.try_send(b"2").unwrap());
-        c.memory().tail().store(5, Ordering::Relaxed); // ahead of head
-        assert!(matches!(
-            p.try_send(b"3"),
-            Err(Error::Corrupt(Corruption::IndexOutOfRange { .. }))
-        ));
-    }
-
-    #[derive(Debug, Clone)]
-    enum Op {
-        Send(Vec<u8>),
-        Batch(Vec<Vec<u8>>),
-        Recv,
-        Drain(usize),
-    }
-
-    fn op(slot_size: usize) -> impl Strategy<Value = Op> {
-        let msg = prop::collection::vec(any::<u8>(), 0..=slot_size);
-        prop_oneof![
-            msg.clone().prop_map(Op::Send),
-            prop::collection::vec(msg, 0..6).prop_map(Op::Batch),
-            Just(Op::Recv),
-            (0usize..10).prop_map(Op::Drain),
-        ]
-    }
-
-    proptest! {
-        /// Any sequence of sends and receives matches a bounded VecDeque model.
-        #[test]
-        fn matches_vecdeque_model(count_log in 0u32..4, ops in prop::collection::vec(op(24), 0..200)) {
-            let count = 1usize << count_log;
-            let (mut p, mut c) = ring(24, count);
-            let mut model: VecDeque<Vec<u8>> = VecDeque::new();
-            for op in ops {
-                match op {
-                    Op::Send(m) => {
-                        let sent = p.try_send(&m).unwrap();
-                        prop_assert_eq!(sent, model.len() < count);
-                        if sent { model.push_back(m); }
-                    }
-                    Op::Batch(ms) => {
-                        let refs: Vec<&[u8]> = ms.iter().map(|m| m.as_slice()).collect();
-                        let n = p.try_send_batch(&refs).unwrap();
-                        prop_assert_eq!(n, ms.len().min(count - model.len()));
-                        model.extend(ms.into_iter().take(n));
-                    }
-                    Op::Recv => prop_assert_eq!(recv(&mut c), model.pop_front()),
-                    Op::Drain(max) => {
-                        let mut got = vec![];
-                        let n = c.drain(max, |m| got.push(m.to_vec())).unwrap();
-                        let want: Vec<Vec<u8>> = model.drain(..max.min(model.len())).collect();
-                        prop_assert_eq!(n, want.len());
-                        prop_assert_eq!(got, want);
-                    }
-                }
-            }
-        }
-    }
-}
-
+mod contract_tests;
 #[cfg(all(test, loom))]
-#[path = "ring_loom.rs"]
 pub(crate) mod loom_tests;

@@ -1,0 +1,356 @@
+//! The ring's contract, written once over any [`RingMemory`] and run over every backing:
+//! heap memory and real POSIX shared memory (the iceoryx2 `*_trait_tests.rs` habit).
+//!
+//! Each contract is a generic function taking a [`Make`]: how its backing builds a fresh
+//! ring, as the producer's and the consumer's view of the same memory. The
+//! `contract_tests!` macro at the bottom instantiates every contract as a `#[test]` in
+//! one module per backing (`heap::…`, `shm::…`).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+use super::{Consumer, Producer, Region, RingMemory};
+use crate::error::{Corruption, Error};
+use crate::layout::{self, Geometry, HeaderInit};
+use crate::segment::{self, Direction, Segment};
+use crate::sync::{AtomicU32, Ordering};
+
+/// Builds a fresh, empty ring of `slot_count` slots of `slot_size` bytes: the producer's
+/// view and the consumer's view of one memory.
+pub(super) type Make<M> = fn(slot_size: usize, slot_count: usize) -> (M, M);
+
+fn ring<M: RingMemory>(
+    make: Make<M>,
+    slot_size: usize,
+    slot_count: usize,
+) -> (Producer<M>, Consumer<M>) {
+    let (p, c) = make(slot_size, slot_count);
+    (Producer::new(p, 0, 0, 0), Consumer::new(c, 0, 0))
+}
+
+fn recv<M: RingMemory>(c: &mut Consumer<M>) -> Option<Vec<u8>> {
+    let mut out = None;
+    c.drain(1, |m| out = Some(m.to_vec())).unwrap();
+    out
+}
+
+/// Many laps over a small ring, every length from empty to full.
+pub(super) fn wraps_around_many_laps<M: RingMemory>(make: Make<M>) {
+    let (mut p, mut c) = ring(make, 8, 4);
+    for i in 0..100u8 {
+        let msg = vec![i; (i % 9) as usize];
+        assert!(p.try_send(&msg).unwrap());
+        assert_eq!(recv(&mut c).unwrap(), msg);
+    }
+    assert_eq!(recv(&mut c), None);
+}
+
+/// A full ring refuses a send until the consumer releases a slot.
+pub(super) fn full_ring_refuses_then_accepts_after_release<M: RingMemory>(make: Make<M>) {
+    let (mut p, mut c) = ring(make, 8, 4);
+    for i in 0..4u8 {
+        assert!(p.try_send(&[i]).unwrap());
+    }
+    assert!(!p.try_send(&[9]).unwrap());
+    assert_eq!(recv(&mut c).unwrap(), vec![0]);
+    assert!(p.try_send(&[4]).unwrap());
+    let mut got = vec![];
+    assert_eq!(c.drain(10, |m| got.push(m[0])).unwrap(), 4);
+    assert_eq!(got, vec![1, 2, 3, 4]);
+}
+
+/// A batch fills only the free slots, and is length-checked before anything is published.
+pub(super) fn batch_send_fills_only_free_slots_and_checks_lengths_first<M: RingMemory>(
+    make: Make<M>,
+) {
+    let (mut p, mut c) = ring(make, 4, 4);
+    let msgs: Vec<&[u8]> = vec![b"a", b"bb", b"ccc", b"dddd", b"e"];
+    assert_eq!(p.try_send_batch(&msgs).unwrap(), 4);
+    assert!(matches!(
+        p.try_send_batch(&[b"x", b"too long"]),
+        Err(Error::MessageTooLarge {
+            len: 8,
+            slot_size: 4
+        })
+    ));
+    let mut got = vec![];
+    c.drain(usize::MAX, |m| got.push(m.to_vec())).unwrap();
+    assert_eq!(
+        got,
+        vec![
+            b"a".to_vec(),
+            b"bb".to_vec(),
+            b"ccc".to_vec(),
+            b"dddd".to_vec()
+        ]
+    );
+}
+
+/// A message above the slot size is an error and publishes nothing.
+pub(super) fn oversized_message_is_refused_and_nothing_published<M: RingMemory>(make: Make<M>) {
+    let (mut p, mut c) = ring(make, 4, 4);
+    assert!(matches!(
+        p.try_send(&[0; 5]),
+        Err(Error::MessageTooLarge {
+            len: 5,
+            slot_size: 4
+        })
+    ));
+    assert_eq!(recv(&mut c), None);
+    assert!(p.try_send(&[1; 4]).unwrap());
+    assert_eq!(recv(&mut c).unwrap(), vec![1; 4]);
+}
+
+/// A commit word from neither this lap nor the last, or a length above the slot size, is
+/// reported as corruption.
+pub(super) fn corrupt_commit_word_and_length_are_errors<M: RingMemory>(make: Make<M>) {
+    let (mut p, c) = ring(make, 8, 4);
+    c.memory().commit(0).store(77, Ordering::Relaxed);
+    assert!(matches!(
+        c.peek(0),
+        Err(Corruption::CommitWord {
+            index: 0,
+            found: 77,
+            ..
+        })
+    ));
+    c.memory().commit(0).store(0, Ordering::Relaxed);
+    assert!(p.try_send(b"hi").unwrap());
+    c.memory().len(0).store(9, Ordering::Relaxed);
+    assert!(matches!(
+        c.peek(0),
+        Err(Corruption::SlotLength {
+            len: 9,
+            slot_size: 8
+        })
+    ));
+}
+
+/// An in-place write sees the whole slot; an overlong length publishes nothing; a full
+/// ring does not call the writer.
+pub(super) fn send_with_writes_in_place_and_rejects_overlong_lengths<M: RingMemory>(make: Make<M>) {
+    let (mut p, mut c) = ring(make, 8, 2);
+    assert!(p
+        .try_send_with(|buf| {
+            assert_eq!(buf.len(), 8);
+            buf[..3].copy_from_slice(b"abc");
+            Ok::<_, Error>(3)
+        })
+        .unwrap());
+    assert!(matches!(
+        p.try_send_with(|_| Ok::<_, Error>(9)),
+        Err(Error::MessageTooLarge { len: 9, .. })
+    ));
+    assert!(matches!(
+        p.try_send_with(|buf| {
+            buf[0] = b'!';
+            Err(Error::Closed)
+        }),
+        Err(Error::Closed)
+    ));
+    assert_eq!(recv(&mut c).unwrap(), b"abc");
+    assert_eq!(
+        recv(&mut c),
+        None,
+        "the overlong and failed writes published nothing"
+    );
+    assert!(p.try_send(b"x").unwrap());
+    assert!(p.try_send(b"y").unwrap());
+    let mut called = false;
+    assert!(!p
+        .try_send_with(|_| {
+            called = true;
+            Ok::<_, Error>(0)
+        })
+        .unwrap());
+    assert!(!called, "a full ring does not call the writer");
+}
+
+/// A resumed producer starts at the first uncommitted index, not at the mirrored head.
+pub(super) fn resume_finds_the_committed_head_not_the_mirrored_one<M: RingMemory + Clone>(
+    make: Make<M>,
+) {
+    let (mut p, mut c) = ring(make, 8, 4);
+    assert!(p.try_send(b"a").unwrap());
+    assert!(p.try_send(b"b").unwrap());
+    assert_eq!(recv(&mut c).unwrap(), b"a");
+    // A producer that died after mirroring head 3 but before committing index 2.
+    p.memory().head().store(3, Ordering::Relaxed);
+    let mut p2 = Producer::resume(p.memory().clone(), 1, 2);
+    assert_eq!(p2.memory().head().load(Ordering::Relaxed), 2);
+    assert!(p2.try_send(b"c").unwrap());
+    assert_eq!(recv(&mut c).unwrap(), b"b");
+    assert_eq!(recv(&mut c).unwrap(), b"c", "no hole at index 2");
+    // A full ring resumes at tail + count.
+    let (mut p, c) = ring(make, 8, 2);
+    assert!(p.try_send(b"1").unwrap() && p.try_send(b"2").unwrap());
+    let mut p3 = Producer::resume(c.memory().clone(), 0, 0);
+    assert!(!p3.try_send(b"3").unwrap());
+}
+
+/// A tail behind the cached one or ahead of the head is corruption, not a free slot.
+pub(super) fn tail_out_of_range_is_an_error<M: RingMemory>(make: Make<M>) {
+    let (mut p, c) = ring(make, 8, 2);
+    assert!(p.try_send(b"1").unwrap());
+    assert!(p.try_send(b"2").unwrap());
+    c.memory().tail().store(5, Ordering::Relaxed); // ahead of head
+    assert!(matches!(
+        p.try_send(b"3"),
+        Err(Error::Corrupt(Corruption::IndexOutOfRange { .. }))
+    ));
+}
+
+/// One step of the model test.
+#[derive(Debug, Clone)]
+enum Op {
+    Send(Vec<u8>),
+    Batch(Vec<Vec<u8>>),
+    Recv,
+    Drain(usize),
+}
+
+fn op(slot_size: usize) -> impl Strategy<Value = Op> {
+    let msg = prop::collection::vec(any::<u8>(), 0..=slot_size);
+    prop_oneof![
+        msg.clone().prop_map(Op::Send),
+        prop::collection::vec(msg, 0..6).prop_map(Op::Batch),
+        Just(Op::Recv),
+        (0usize..10).prop_map(Op::Drain),
+    ]
+}
+
+/// Any sequence of sends and receives matches a bounded `VecDeque` model.
+pub(super) fn matches_vecdeque_model<M: RingMemory>(make: Make<M>) {
+    let cases = (0u32..4, prop::collection::vec(op(24), 0..200));
+    // No regression file: a failure prints the shrunk case, which is what to keep.
+    let config = Config {
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let result = TestRunner::new(config).run(&cases, |(count_log, ops)| {
+        let count = 1usize << count_log;
+        let (mut p, mut c) = ring(make, 24, count);
+        let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+        for op in ops {
+            match op {
+                Op::Send(m) => {
+                    let sent = p.try_send(&m).unwrap();
+                    prop_assert_eq!(sent, model.len() < count);
+                    if sent {
+                        model.push_back(m);
+                    }
+                }
+                Op::Batch(ms) => {
+                    let refs: Vec<&[u8]> = ms.iter().map(|m| m.as_slice()).collect();
+                    let n = p.try_send_batch(&refs).unwrap();
+                    prop_assert_eq!(n, ms.len().min(count - model.len()));
+                    model.extend(ms.into_iter().take(n));
+                }
+                Op::Recv => prop_assert_eq!(recv(&mut c), model.pop_front()),
+                Op::Drain(max) => {
+                    let mut got = vec![];
+                    let n = c.drain(max, |m| got.push(m.to_vec())).unwrap();
+                    let want: Vec<Vec<u8>> = model.drain(..max.min(model.len())).collect();
+                    prop_assert_eq!(n, want.len());
+                    prop_assert_eq!(got, want);
+                }
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// Heap backing: one allocation, both views are clones of the same region.
+fn heap_ring(slot_size: usize, slot_count: usize) -> (Region, Region) {
+    let region = Region::heap(slot_size, slot_count).unwrap();
+    (region.clone(), region)
+}
+
+/// Shared-memory backing: a real segment under `/dev/shm`, mapped twice (the producer's
+/// and the consumer's view sit at different addresses, as in two processes). Its name is
+/// unlinked before this returns, and on any failure before that, so no test leaves a
+/// segment behind; the mappings outlive the name.
+fn shm_ring(slot_size: usize, slot_count: usize) -> (Region, Region) {
+    /// Unlinks the segment's name when dropped, panicking or not.
+    struct Unlink(String);
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = segment::remove(&self.0);
+        }
+    }
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = Unlink(format!("cst-ring-contract-{}-{n}", std::process::id()));
+    let _ = segment::remove(&name.0);
+    let geometry = Geometry::new(slot_size, slot_count).unwrap();
+    let created = Segment::create(&name.0, geometry.segment_len() as usize).unwrap();
+    let producer = Region::over_segment(Arc::new(created), geometry);
+    layout::initialize(
+        producer.header(),
+        &HeaderInit {
+            geometry,
+            direction: Direction::AToB,
+            generation: 1,
+            creator_pid: std::process::id(),
+            poll_us: [0, 0],
+            wait_mode: [0, 0],
+        },
+    );
+    let opened = Segment::open(&name.0).unwrap().expect("just created");
+    let consumer = Region::over_segment(Arc::new(opened), geometry);
+    drop(name);
+    (producer, consumer)
+}
+
+/// Instantiates every contract as a `#[test]` in module `$backing`, over `$make`.
+macro_rules! contract_tests {
+    ($backing:ident, $make:expr) => {
+        mod $backing {
+            #[test]
+            fn wraps_around_many_laps() {
+                super::wraps_around_many_laps($make);
+            }
+            #[test]
+            fn full_ring_refuses_then_accepts_after_release() {
+                super::full_ring_refuses_then_accepts_after_release($make);
+            }
+            #[test]
+            fn batch_send_fills_only_free_slots_and_checks_lengths_first() {
+                super::batch_send_fills_only_free_slots_and_checks_lengths_first($make);
+            }
+            #[test]
+            fn oversized_message_is_refused_and_nothing_published() {
+                super::oversized_message_is_refused_and_nothing_published($make);
+            }
+            #[test]
+            fn corrupt_commit_word_and_length_are_errors() {
+                super::corrupt_commit_word_and_length_are_errors($make);
+            }
+            #[test]
+            fn send_with_writes_in_place_and_rejects_overlong_lengths() {
+                super::send_with_writes_in_place_and_rejects_overlong_lengths($make);
+            }
+            #[test]
+            fn resume_finds_the_committed_head_not_the_mirrored_one() {
+                super::resume_finds_the_committed_head_not_the_mirrored_one($make);
+            }
+            #[test]
+            fn tail_out_of_range_is_an_error() {
+                super::tail_out_of_range_is_an_error($make);
+            }
+            #[test]
+            fn matches_vecdeque_model() {
+                super::matches_vecdeque_model($make);
+            }
+        }
+    };
+}
+
+contract_tests!(heap, super::heap_ring);
+contract_tests!(shm, super::shm_ring);

@@ -1,0 +1,166 @@
+//! [`Region`]: one ring's memory seen as a [`Header`] followed by slots, over whatever
+//! [`Backing`] keeps the bytes alive (a mapped segment, see `shm.rs`, or heap memory, see
+//! `heap.rs`). The ring protocol runs over it through [`RingMemory`]; the backing is only
+//! an owner, never on the data path.
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use super::RingMemory;
+use crate::layout::{Geometry, Header, SlotHeader, HEADER_SIZE, SLOT_HEADER_SIZE};
+use crate::sync::{AtomicU32, AtomicU64};
+
+/// Memory a [`Region`] can live in, kept alive by the region's owner handle.
+///
+/// # Safety
+/// Implementors guarantee that `base()` is 128-byte aligned, never changes, and points
+/// at `len()` bytes (`len()` never changes either) that stay mapped and are accessed only
+/// through atomics or raw pointers for as long as the backing lives.
+pub(super) unsafe trait Backing: Send + Sync {
+    /// Start of the memory.
+    fn base(&self) -> NonNull<u8>;
+    /// Length of the memory in bytes.
+    fn len(&self) -> usize;
+}
+
+/// A header plus `geometry.slot_count` slots at `base`, kept alive by `owner`.
+#[derive(Clone)]
+pub(crate) struct Region {
+    owner: Arc<dyn Backing>,
+    base: NonNull<u8>,
+    geometry: Geometry,
+}
+
+// SAFETY: `Region` only hands out `&` to atomics inside the mapping and raw payload
+// pointers; the mapping lives as long as `owner`, which is `Send + Sync`. Who may write
+// which bytes is governed by the ring protocol, not by the handle's thread.
+unsafe impl Send for Region {}
+// SAFETY: see `Send`.
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// A region over `owner`'s memory, whose first `geometry.segment_len()` bytes were
+    /// validated (or freshly written) with this geometry. Panics if they do not fit.
+    pub(super) fn new(owner: Arc<dyn Backing>, geometry: Geometry) -> Region {
+        assert!(
+            geometry.segment_len() <= owner.len() as u64,
+            "caller validated the geometry against the memory"
+        );
+        Region {
+            base: owner.base(),
+            owner,
+            geometry,
+        }
+    }
+
+    /// The same memory with a geometry that [`crate::layout::validate`] accepted for it.
+    /// Panics if it does not fit the memory.
+    pub(crate) fn with_geometry(self, geometry: Geometry) -> Region {
+        Region::new(self.owner, geometry)
+    }
+
+    /// The header at the start of the region.
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: `base` is 128-byte aligned and the memory holds at least HEADER_SIZE
+        // bytes (`Backing` contract; `new` checked segment_len >= HEADER_SIZE fits), it
+        // lives as long as `self.owner`, and `Header` consists only of atomics, so a
+        // shared reference is sound even while the peer writes it.
+        unsafe { &*self.base.as_ptr().cast::<Header>() }
+    }
+
+    /// The ring's geometry.
+    pub(crate) fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    /// Start of the memory, for the backings' own raw accesses (fuzzing pokes).
+    pub(super) fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    #[inline]
+    fn slot_ptr(&self, slot: usize) -> *mut u8 {
+        assert!(slot < self.geometry.slot_count, "slot {slot} out of range");
+        // SAFETY: slot < slot_count, so the offset is within the geometry's
+        // segment_len, which `new` checked against the memory's length.
+        unsafe {
+            self.base
+                .as_ptr()
+                .add(HEADER_SIZE + slot * self.geometry.slot_stride)
+        }
+    }
+
+    #[inline]
+    fn slot_header(&self, slot: usize) -> &SlotHeader {
+        // SAFETY: `slot_ptr` is in bounds and 64-byte aligned (header and stride are
+        // multiples of 64); `SlotHeader` is all atomics, valid for any bytes.
+        unsafe { &*self.slot_ptr(slot).cast::<SlotHeader>() }
+    }
+
+    /// Pointer to slot `slot`'s payload (`slot_size` bytes, 8-byte aligned).
+    #[inline]
+    pub(crate) fn payload_ptr(&self, slot: usize) -> *mut u8 {
+        // SAFETY: the payload starts SLOT_HEADER_SIZE bytes into an in-bounds slot, and
+        // the stride leaves room for `slot_size` payload bytes after it.
+        unsafe { self.slot_ptr(slot).add(SLOT_HEADER_SIZE) }
+    }
+}
+
+// SAFETY: the geometry was checked against the memory (`Region::new`), slot pointers are
+// bounds-checked by `slot_ptr`, and slots do not overlap each other or the header because
+// the stride is at least SLOT_HEADER_SIZE + slot_size.
+unsafe impl RingMemory for Region {
+    #[inline]
+    fn slot_count(&self) -> usize {
+        self.geometry.slot_count
+    }
+    #[inline]
+    fn slot_size(&self) -> usize {
+        self.geometry.slot_size
+    }
+    #[inline]
+    fn head(&self) -> &AtomicU64 {
+        &self.header().producer.head
+    }
+    #[inline]
+    fn head_bytes(&self) -> &AtomicU64 {
+        &self.header().producer.bytes
+    }
+    #[inline]
+    fn tail(&self) -> &AtomicU64 {
+        &self.header().consumer.tail
+    }
+    #[inline]
+    fn tail_bytes(&self) -> &AtomicU64 {
+        &self.header().consumer.bytes
+    }
+    #[inline]
+    fn commit(&self, slot: usize) -> &AtomicU64 {
+        &self.slot_header(slot).commit
+    }
+    #[inline]
+    fn len(&self, slot: usize) -> &AtomicU32 {
+        &self.slot_header(slot).len
+    }
+    #[inline]
+    unsafe fn write_payload(&self, slot: usize, src: &[u8]) {
+        debug_assert!(src.len() <= self.geometry.slot_size);
+        // SAFETY: the caller owns the slot and bounded `src.len()` by slot_size; the
+        // payload never overlaps `src`, which is process-local memory.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.payload_ptr(slot), src.len()) }
+    }
+    #[inline]
+    unsafe fn payload_mut(&self, slot: usize) -> &mut [u8] {
+        // SAFETY: in bounds (slot_size bytes after the slot header); the caller owns the
+        // slot, so nothing else reads or writes it while the borrow lives.
+        unsafe { std::slice::from_raw_parts_mut(self.payload_ptr(slot), self.geometry.slot_size) }
+    }
+    #[inline]
+    unsafe fn payload(&self, slot: usize, len: usize) -> &[u8] {
+        debug_assert!(len <= self.geometry.slot_size);
+        // SAFETY: in bounds (len <= slot_size), and the caller guarantees the producer
+        // does not write the slot while the borrow lives (published, not released).
+        unsafe { std::slice::from_raw_parts(self.payload_ptr(slot), len) }
+    }
+}
