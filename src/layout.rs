@@ -12,23 +12,23 @@ use crate::segment::Direction;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// `b"CAPNSHM1"` read as a little-endian `u64`.
-pub const MAGIC: u64 = u64::from_le_bytes(*b"CAPNSHM1");
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"CAPNSHM1");
 /// The layout version this library writes and accepts.
-pub const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 /// Value of the `ready` word once the creator has finished writing the header.
-pub const READY: u32 = 0x5245_4459; // "REDY"
+pub(crate) const READY: u32 = 0x5245_4459; // "REDY"
 /// Size of the header; slots start right after it.
-pub const HEADER_SIZE: usize = size_of::<Header>();
+pub(crate) const HEADER_SIZE: usize = size_of::<Header>();
 /// Bytes before each slot's payload: commit word, length, reserved.
-pub const SLOT_HEADER_SIZE: usize = size_of::<SlotHeader>();
+pub(crate) const SLOT_HEADER_SIZE: usize = size_of::<SlotHeader>();
 /// Slot strides are a multiple of this (one cache line).
-pub const STRIDE_ALIGN: usize = 64;
+pub(crate) const STRIDE_ALIGN: usize = 64;
 /// Largest accepted slot size (payload bytes per slot).
 pub const MAX_SLOT_SIZE: usize = 1 << 30;
 /// Largest accepted slot count.
 pub const MAX_SLOT_COUNT: usize = 1 << 24;
 /// Largest accepted segment (header plus ring).
-pub const MAX_SEGMENT_LEN: u64 = 1 << 36;
+pub(crate) const MAX_SEGMENT_LEN: u64 = 1 << 36;
 
 /// The header at offset 0 of each segment: four 128-byte blocks, so the producer's words,
 /// the consumer's words and the rarely written control words never share a cache line

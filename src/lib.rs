@@ -44,7 +44,7 @@
 //! out-of-bounds access.
 
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs, unreachable_pub, clippy::undocumented_unsafe_blocks)]
 
 /// Items that touch real mappings, processes or the demo schema: compiled out under
 /// `--cfg loom`, where only the concurrency core below (atomics funnel, ring protocol,
