@@ -4,14 +4,17 @@
 //!
 //! `cargo bench --bench typed -- --warm-up-time 1 --measurement-time 3`
 
+#[path = "../tests/common/demo_capnp.rs"]
+mod demo_capnp;
+
 use std::hint::black_box;
 use std::thread;
 use std::time::Duration;
 
 use capnp::message::{Builder, ScratchSpaceHeapAllocator};
-use capnp_shm_transport::demo_capnp::sample;
 use capnp_shm_transport::{Channel, Error, RecvMessage, SendMessage};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use demo_capnp::sample;
 
 const WAIT: Duration = Duration::from_secs(5);
 const PAYLOAD: u32 = 64;

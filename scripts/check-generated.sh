@@ -16,7 +16,8 @@ echo "check-generated: using $(capnp --version) at $(command -v capnp)"
 
 # A fresh value makes build.rs run again (it prints rerun-if-env-changed=CAPNP_SHM_REGENERATE).
 export CAPNP_SHM_REGENERATE="$$-$(date +%s%N)"
-json=$(cargo build --lib --message-format=json 2>/dev/null)
+# Only the library's build (the demo and the comparison bench run the same build.rs).
+json=$(cargo build -p capnp-shm-transport --lib --message-format=json 2>/dev/null)
 out_dir=$(printf '%s\n' "$json" \
     | grep '"reason":"build-script-executed"' \
     | grep '"package_id":"[^"]*capnp-shm-transport' \

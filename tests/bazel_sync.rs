@@ -1,5 +1,5 @@
 //! Fails fast, with a clear message, when BUILD.bazel / MODULE.bazel drift from the Cargo
-//! layout (before a Bazel run would fail more slowly and less clearly).
+//! workspace's layout (before a Bazel run would fail more slowly and less clearly).
 
 mod common;
 
@@ -26,6 +26,19 @@ fn cargo_deps(manifest: &str, section: &str) -> BTreeSet<String> {
     deps
 }
 
+/// The workspace members named in the root Cargo.toml's `members = [...]` line.
+fn workspace_members(manifest: &str) -> Vec<String> {
+    let line = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("members = ["))
+        .expect("Cargo.toml has a [workspace] members line");
+    line.split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
 fn every_source_file_is_in_a_bazel_target() {
     let build = read("BUILD.bazel");
@@ -33,10 +46,15 @@ fn every_source_file_is_in_a_bazel_target() {
         r#"srcs = glob(["src/**/*.rs"])"#,
         r#"crate_root = "src/lib.rs""#,
         r#"name = "capnp-shm-demo""#,
-        r#"srcs = glob(["demo/**/*.rs"])"#,
-        r#"crate_root = "demo/main.rs""#,
+        r#"srcs = glob(["demo/src/**/*.rs"])"#,
+        r#"crate_root = "demo/src/main.rs""#,
+        r#"for src in glob(["demo/tests/*.rs"])"#,
+        r#"name = "capnp_shm_comparison""#,
+        r#"srcs = glob(["benches/comparison/src/**/*.rs"])"#,
+        r#"crate_root = "benches/comparison/src/lib.rs""#,
         r#"for src in glob(["tests/*.rs"])"#,
         r#"glob(["tests/common/**/*.rs"])"#,
+        r#""tests/common/demo_capnp.rs""#,
         r#"for src in glob(["benches/*.rs"])"#,
         r#"glob(["schema/**/*.capnp"])"#,
         r#"glob(["src/generated/**"])"#,
@@ -47,9 +65,13 @@ fn every_source_file_is_in_a_bazel_target() {
             "BUILD.bazel no longer has `{needle}`"
         );
     }
-    // The library glob takes only .rs files: anything else under src/ must be generated
-    // code (declared as build-script data) or it is missing from the Bazel build.
-    let mut stack = vec![common::project_path("src")];
+    // The source globs take only .rs files: anything else under a source directory must
+    // be generated code (declared as build-script data) or it is missing from the Bazel
+    // build.
+    let mut stack: Vec<_> = ["src", "demo/src", "demo/tests", "benches/comparison/src"]
+        .into_iter()
+        .map(common::project_path)
+        .collect();
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
@@ -72,9 +94,20 @@ fn every_cargo_target_and_dependency_is_known_to_bazel() {
     let build = read("BUILD.bazel");
     let lock = read("Cargo.lock");
     let module = read("MODULE.bazel");
+    let members = workspace_members(&manifest);
+    assert_eq!(
+        members,
+        ["demo", "benches/comparison"],
+        "the workspace members changed: update BUILD.bazel, MODULE.bazel and this test"
+    );
+    let demo = read("demo/Cargo.toml");
     assert!(
-        manifest.contains(r#"path = "demo/main.rs""#)
-            && manifest.contains(r#"name = "capnp-shm-demo""#)
+        demo.contains(r#"path = "src/main.rs""#) && demo.contains(r#"name = "capnp-shm-demo""#),
+        "demo/Cargo.toml no longer builds capnp-shm-demo from src/main.rs"
+    );
+    assert!(
+        read("benches/comparison/Cargo.toml").contains(r#"path = "src/lib.rs""#),
+        "benches/comparison/Cargo.toml no longer builds its library from src/lib.rs"
     );
     for line in manifest
         .lines()
@@ -85,6 +118,21 @@ fn every_cargo_target_and_dependency_is_known_to_bazel() {
             "bench path {line} is not a .rs file under benches/ (the Bazel glob)"
         );
     }
+    // crate_universe must see every member's manifest, and each member's targets take
+    // their crates from that member's entry (`package_name`).
+    let mut manifests = vec![("", manifest)];
+    for member in &members {
+        let label = format!(r#""//:{member}/Cargo.toml""#);
+        assert!(
+            module.contains(&label),
+            "MODULE.bazel's manifests do not list {label}"
+        );
+        assert!(
+            build.contains(&format!(r#"package_name = "{member}""#)),
+            "BUILD.bazel takes no crates for {member} (all_crate_deps(package_name = ...))"
+        );
+        manifests.push((member.as_str(), read(&format!("{member}/Cargo.toml"))));
+    }
     for (section, kind) in [
         ("[dependencies]", "normal = True"),
         ("[build-dependencies]", "build = True"),
@@ -94,17 +142,19 @@ fn every_cargo_target_and_dependency_is_known_to_bazel() {
             build.contains(kind),
             "BUILD.bazel has no all_crate_deps({kind})"
         );
-        for dep in cargo_deps(&manifest, section) {
-            assert!(
-                lock.contains(&format!("name = \"{dep}\"")),
-                "{dep} ({section}) is not in Cargo.lock: run cargo build so crate_universe sees it"
-            );
+        for (member, manifest) in &manifests {
+            for dep in cargo_deps(manifest, section) {
+                if dep.starts_with("capnp-shm-") {
+                    continue; // a workspace member, built by its own Bazel target
+                }
+                assert!(
+                    lock.contains(&format!("name = \"{dep}\"")),
+                    "{dep} ({member:?} {section}) is not in Cargo.lock: run cargo build so crate_universe sees it"
+                );
+            }
         }
     }
-    for needle in [
-        r#"cargo_lockfile = "//:Cargo.lock""#,
-        r#"manifests = ["//:Cargo.toml"]"#,
-    ] {
+    for needle in [r#"cargo_lockfile = "//:Cargo.lock""#, r#""//:Cargo.toml","#] {
         assert!(
             module.contains(needle),
             "MODULE.bazel no longer has `{needle}`"

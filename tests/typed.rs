@@ -2,15 +2,18 @@
 //! and hostile slot bytes, which must give `Error::Decode` (never a panic, hang or
 //! out-of-bounds read).
 
+#[path = "common/demo_capnp.rs"]
+mod demo_capnp;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
 use std::cell::RefCell;
 
 use capnp::message::{Builder, ReaderOptions, ReaderSegments};
-use capnp_shm_transport::demo_capnp::sample;
 use capnp_shm_transport::typed::read_slot;
 use capnp_shm_transport::{Channel, Error, OnReceiveMessage, RecvMessage, SendMessage};
+use demo_capnp::sample;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 

@@ -4,14 +4,17 @@
 // Test code is not model-checked: it uses std's atomics (clippy.toml funnels the library's).
 #![allow(clippy::disallowed_types)]
 
+#[path = "common/demo_capnp.rs"]
+mod demo_capnp;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use capnp::message::{Builder, ScratchSpaceHeapAllocator};
-use capnp_shm_transport::demo_capnp::sample;
 use capnp_shm_transport::{Channel, RecvMessage, SendMessage};
+use demo_capnp::sample;
 
 /// Counts allocations made by threads that opted in (the test thread, while measuring),
 /// so the test harness's own threads do not disturb the count.

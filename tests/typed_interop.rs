@@ -3,14 +3,16 @@
 //! not on PATH.
 
 mod common;
+#[path = "common/demo_capnp.rs"]
+mod demo_capnp;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use capnp::message::ReaderSegments;
-use capnp_shm_transport::demo_capnp::sample;
 use capnp_shm_transport::{Channel, RecvMessage, SendMessage};
+use demo_capnp::sample;
 
 const WAIT: Duration = Duration::from_secs(5);
 

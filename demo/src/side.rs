@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use capnp::message::{Builder, HeapAllocator};
-use capnp_shm_transport::demo_capnp::sample;
 use capnp_shm_transport::typed::default_reader_options;
 use capnp_shm_transport::{
     Channel, Control, Error, LinkEvent, OnDisconnect, OnReceiveMessage, PeerState, ReconnectPolicy,
@@ -18,6 +17,7 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+use crate::demo_capnp::sample;
 use crate::report::{latency_histogram, print_table, CpuMeter, Report};
 use crate::{Traffic, Wait};
 

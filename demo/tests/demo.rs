@@ -1,18 +1,47 @@
 //! The demo binary, run as users run it: reports, pacing, live tuning, tools, bad input,
 //! and (side B) the peer's death with and without reconnection.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::TestName;
 use serde_json::Value;
 
 const DEMO: &str = env!("CARGO_BIN_EXE_capnp-shm-demo");
 const WAIT: Duration = Duration::from_secs(30);
+
+/// A channel name unique to this process and call site, removed (both segments) when the
+/// guard drops, so a failing test leaves nothing in /dev/shm.
+struct TestName(String);
+
+impl TestName {
+    fn new(test: &str) -> TestName {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("cst-{test}-{}-{n}", std::process::id());
+        let _ = capnp_shm_transport::remove_channel(&name);
+        TestName(name)
+    }
+
+    fn path(&self, suffix: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from("/dev/shm").join(format!("{}{suffix}", self.0))
+    }
+}
+
+impl std::ops::Deref for TestName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for TestName {
+    fn drop(&mut self) {
+        let _ = capnp_shm_transport::remove_channel(&self.0);
+    }
+}
 
 fn demo(args: &[&str]) -> Output {
     Command::new(DEMO)

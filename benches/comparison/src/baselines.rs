@@ -1,6 +1,6 @@
-//! The baselines of `capnp-shm-demo bench`, written here without any of the library's
-//! transport code (docs/BENCHMARKS.md): the raw shared-memory floor (two atomics bouncing), a
-//! raw futex ping-pong, a minimal SPSC ring, Unix-socket and pipe ping-pongs, memcpy.
+//! The baselines of the comparison, written here without any of the library's transport
+//! code (docs/BENCHMARKS.md): the raw shared-memory floor (two atomics bouncing), a raw futex
+//! ping-pong, a minimal SPSC ring, Unix-socket and pipe ping-pongs, memcpy.
 
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -14,10 +14,12 @@ pub struct Mapping {
 }
 
 impl Mapping {
+    /// Creates (or truncates) the object `/name` of `len` bytes and maps it.
     pub fn create(name: &str, len: usize) -> std::io::Result<Mapping> {
         Self::map(name, len, true)
     }
 
+    /// Maps the existing object `/name`, `len` bytes of it.
     pub fn open(name: &str, len: usize) -> std::io::Result<Mapping> {
         Self::map(name, len, false)
     }
@@ -95,9 +97,11 @@ impl Drop for Mapping {
     }
 }
 
+/// Bytes of the floors' mapping.
 pub const FLOOR_LEN: usize = 4096;
 const PING: usize = 0;
 const PONG: usize = 128;
+/// The ping value that stops the floor's echoing side.
 pub const STOP: u64 = u64::MAX;
 
 /// One round trip of the raw floor from the pinging side.
@@ -184,7 +188,9 @@ pub fn futex_stop(m: &Mapping) {
 /// head, tail and done (separate lines); `slots` (a power of two) slots of `size` bytes
 /// from byte 4096.
 pub struct RawRing {
+    /// Slots in the ring, a power of two.
     pub slots: u64,
+    /// Bytes per slot.
     pub size: usize,
 }
 
@@ -205,6 +211,7 @@ impl RawRing {
         RING_BASE + (i & (self.slots - 1)) as usize * self.stride()
     }
 
+    /// Bytes of the ring's mapping.
     pub fn len(&self) -> usize {
         RING_BASE + self.slots as usize * self.stride()
     }

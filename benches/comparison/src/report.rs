@@ -1,0 +1,157 @@
+//! The comparison's results: the JSON object (its keys are read by other tools: keep them)
+//! and the table printed from it.
+
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::RTT;
+
+/// Everything one run measured: per-batch means, per-round rates.
+pub(crate) struct Samples {
+    /// Per-batch ns per round trip, one vector per entry of [`RTT`].
+    pub rtt: Vec<Vec<f64>>,
+    /// iceoryx2's per-batch ns per round trip (empty when not measured).
+    pub iceoryx2: Vec<f64>,
+    /// Messages per second per round, one vector per entry of `STREAMS`.
+    pub stream: Vec<Vec<f64>>,
+    /// GB/s of 1 MiB messages per round.
+    pub large: Vec<f64>,
+    /// Single-thread memcpy GB/s per round.
+    pub memcpy: Vec<f64>,
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    quantile(v, 0.5)
+}
+
+fn quantile(v: &mut [f64], q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some(v[((v.len() - 1) as f64 * q).round() as usize])
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let vm = cpuinfo.contains(" hypervisor");
+    // SAFETY: sysconf only reads a system constant.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    json!({"cpus": cpus, "model": model, "kernel": kernel, "vm": vm})
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Value {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => json!((a / b * 1000.0).round() / 1000.0),
+        _ => Value::Null,
+    }
+}
+
+fn num(x: Option<f64>) -> Value {
+    x.map_or(Value::Null, |v| json!((v * 100.0).round() / 100.0))
+}
+
+/// The round-trip object: one key per [`RTT`] kind, then `iceoryx2`.
+fn rtt_object(v: &[Option<f64>], iceoryx2: Option<f64>) -> Value {
+    let mut o = Map::new();
+    for ((kind, _), x) in RTT.iter().zip(v) {
+        o.insert((*kind).into(), num(*x));
+    }
+    o.insert("iceoryx2".into(), num(iceoryx2));
+    Value::Object(o)
+}
+
+/// The report object of one run.
+pub(crate) fn to_json(mut s: Samples) -> Value {
+    let rtt_p50: Vec<Option<f64>> = s.rtt.iter().map(|v| median(&mut v.clone())).collect();
+    let rtt_p99: Vec<Option<f64>> = s
+        .rtt
+        .iter()
+        .map(|v| quantile(&mut v.clone(), 0.99))
+        .collect();
+    let st: Vec<Option<f64>> = s.stream.iter_mut().map(|v| median(v)).collect();
+    let memcpy = median(&mut s.memcpy);
+    let ours_1m = median(&mut s.large);
+    let by = |k: &str| rtt_p50[RTT.iter().position(|(x, _)| *x == k).expect("kind")];
+    let ice_p50 = median(&mut s.iceoryx2.clone());
+    let ice_p99 = quantile(&mut s.iceoryx2, 0.99);
+    json!({
+        "machine": machine(),
+        "rtt_ns": rtt_object(&rtt_p50, ice_p50),
+        "rtt_p99_ns": rtt_object(&rtt_p99, ice_p99),
+        "stream_msgs_per_sec": {
+            "floor_64": num(st[0]), "ours_64": num(st[1]), "uds_64": num(st[2]),
+            "floor_1k": num(st[3]), "ours_1k": num(st[4]), "floor_64k": num(st[5]), "ours_64k": num(st[6]),
+        },
+        "large_gb_per_sec": {"memcpy_1m": num(memcpy), "ours_1m": num(ours_1m)},
+        "ratios": {
+            "spin_over_floor": ratio(by("spin"), by("floor")),
+            "capnp_over_floor": ratio(by("spin_capnp"), by("floor")),
+            "block_over_futex": ratio(by("block"), by("futex_floor")),
+            "uds_over_spin": ratio(by("uds"), by("spin")),
+            "iceoryx2_over_spin": ratio(ice_p50, by("spin")),
+            "stream_64_of_floor": ratio(st[1], st[0]),
+            "large_of_memcpy": ratio(ours_1m, memcpy),
+        },
+    })
+}
+
+/// Prints the report as tables.
+pub(crate) fn print(r: &Value, took: Duration) {
+    let m = &r["machine"];
+    println!(
+        "machine: {} cpus, {}, kernel {}{}",
+        m["cpus"],
+        m["model"].as_str().unwrap_or("?"),
+        m["kernel"].as_str().unwrap_or("?"),
+        if m["vm"] == true { ", VM" } else { "" }
+    );
+    println!("\nround trip, 64 B        p50 ns     p99 ns   vs floor");
+    let floor = r["rtt_ns"]["floor"].as_f64();
+    for k in RTT.iter().map(|(k, _)| *k).chain(["iceoryx2"]) {
+        let p50 = r["rtt_ns"][k].as_f64();
+        let p99 = r["rtt_p99_ns"][k].as_f64();
+        let vs = match (p50, floor) {
+            (Some(a), Some(f)) if f > 0.0 => format!("{:.2}x", a / f),
+            _ => "-".into(),
+        };
+        let show = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.0}"));
+        println!("  {k:<18} {:>10} {:>10} {vs:>10}", show(p50), show(p99));
+    }
+    println!("\none-way streaming        msgs/s");
+    for (k, v) in r["stream_msgs_per_sec"].as_object().into_iter().flatten() {
+        println!("  {k:<18} {:>14.0}", v.as_f64().unwrap_or(0.0));
+    }
+    println!("\n1 MiB messages           GB/s");
+    for (k, v) in r["large_gb_per_sec"].as_object().into_iter().flatten() {
+        println!("  {k:<18} {:>14.2}", v.as_f64().unwrap_or(0.0));
+    }
+    println!("\nratios");
+    for (k, v) in r["ratios"].as_object().into_iter().flatten() {
+        println!(
+            "  {k:<22} {}",
+            if v.is_null() {
+                "n/a".to_string()
+            } else {
+                v.to_string()
+            }
+        );
+    }
+    println!(
+        "\n(measured in {:.1} s; baselines and ours interleaved per round)",
+        took.as_secs_f64()
+    );
+}

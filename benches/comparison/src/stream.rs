@@ -1,0 +1,115 @@
+//! One-way streaming measurements, one function per kind: each starts a fresh peer, sends
+//! about `plan.stream_bytes` (at least 1000 messages) and returns messages per second;
+//! [`large`] sends 1 MiB messages and returns GB/s.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
+use std::time::Instant;
+
+use capnp_shm_transport::WaitMode;
+
+use crate::baselines::{Mapping, RawRing};
+use crate::peer::{Peer, Role};
+use crate::{channel_builder, channel_name, err, Error, Plan, MIB, WAIT};
+
+/// How many `size`-byte messages a streaming measurement sends.
+fn count(plan: &Plan, size: usize) -> u64 {
+    (plan.stream_bytes / size).max(1000) as u64
+}
+
+/// Slots per ring for `size`-byte messages.
+fn slots(size: usize) -> u64 {
+    if size >= 65536 {
+        32
+    } else {
+        256
+    }
+}
+
+/// The minimal SPSC ring (no validation, no commit words): the streaming floor.
+pub(crate) fn floor(plan: &Plan, size: usize, tag: &str) -> Result<f64, Error> {
+    let name = channel_name(tag);
+    let n = count(plan, size);
+    let msg = vec![0xa5u8; size];
+    let ring = RawRing {
+        slots: slots(size),
+        size,
+    };
+    let m = Mapping::create(&name, ring.len()).map_err(|e| err("shm", e))?;
+    let role = Role::Ring {
+        size: size as u64,
+        slots: ring.slots,
+        n,
+    };
+    let peer = Peer::spawn(role, &name, false)?;
+    let start = Instant::now();
+    ring.produce(&m, &msg, n);
+    ring.wait_done(&m);
+    let t = start.elapsed();
+    peer.finish();
+    Ok(n as f64 / t.as_secs_f64())
+}
+
+/// This transport, busy-polling; the peer receives in batches.
+pub(crate) fn ours(plan: &Plan, size: usize, tag: &str) -> Result<f64, Error> {
+    let name = channel_name(tag);
+    let n = count(plan, size);
+    let msg = vec![0xa5u8; size];
+    let mut a = channel_builder(&name, size, slots(size) as usize, WaitMode::Poll).create()?;
+    let peer = Peer::spawn(Role::Stream { n }, &name, false)?;
+    a.send(&msg, WAIT)?; // attach handshake: the peer counts it
+    drop(a.recv(WAIT)?);
+    let start = Instant::now();
+    for _ in 0..n {
+        a.send(&msg, WAIT)?;
+    }
+    drop(a.recv(WAIT)?); // the peer's ack after the last one
+    let t = start.elapsed();
+    drop(a);
+    peer.finish();
+    Ok(n as f64 / t.as_secs_f64())
+}
+
+/// A Unix domain socket: one write and one read per message, so the socket carries
+/// messages, not a byte stream batched by buffers.
+pub(crate) fn uds(plan: &Plan, size: usize, tag: &str) -> Result<f64, Error> {
+    let n = count(plan, size);
+    let msg = vec![0xa5u8; size];
+    let path = std::env::temp_dir().join(format!("{}.sock", channel_name(tag)));
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).map_err(|e| err("bind", e))?;
+    let peer = Peer::spawn(Role::UdsStream { n }, &path.to_string_lossy(), false)?;
+    let (mut w, _) = listener.accept().map_err(|e| err("accept", e))?;
+    let mut r = w.try_clone().map_err(|e| err("socket", e))?;
+    let start = Instant::now();
+    for _ in 0..n {
+        w.write_all(&msg).map_err(|e| err("uds", e))?;
+    }
+    let mut ack = [0u8; 1];
+    r.read_exact(&mut ack).map_err(|e| err("uds ack", e))?;
+    let t = start.elapsed();
+    drop((w, r));
+    let _ = std::fs::remove_file(&path);
+    peer.finish();
+    Ok(n as f64 / t.as_secs_f64())
+}
+
+/// 1 MiB messages through the transport (the consumer reads every word in place): GB/s.
+pub(crate) fn large(plan: &Plan, tag: &str) -> Result<f64, Error> {
+    let name = channel_name(tag);
+    let n = plan.large_messages;
+    let mut a = channel_builder(&name, MIB, 8, WaitMode::Poll).create()?;
+    let peer = Peer::spawn(Role::Large { n }, &name, false)?;
+    let msg = vec![0x3cu8; MIB];
+    a.send(&msg[..1], WAIT)?;
+    drop(a.recv(WAIT)?);
+    let start = Instant::now();
+    for _ in 0..n {
+        a.send(&msg, WAIT)?;
+    }
+    drop(a.recv(WAIT)?);
+    let t = start.elapsed();
+    drop(a);
+    peer.finish();
+    Ok((n as usize * MIB) as f64 / t.as_secs_f64() / 1e9)
+}
