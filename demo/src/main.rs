@@ -4,6 +4,7 @@
 //! `capnp-shm-demo run` creates side A, starts side B as a child process of this binary,
 //! lets both send `Sample` messages for a few seconds and prints one report for both.
 
+mod pacing;
 mod report;
 mod side;
 mod tools;
@@ -118,8 +119,8 @@ struct SideArgs {
     #[arg(long, value_enum)]
     wait: Option<Wait>,
     /// Changes during the run, e.g. "2s:local=0,5s:remote=2000" (µs; or =spin/sleep/block).
-    #[arg(long, value_parser = side::parse_schedule)]
-    tune: Option<side::Schedule>,
+    #[arg(long, value_parser = pacing::parse_schedule)]
+    tune: Option<pacing::Schedule>,
     /// Side B: how long to wait for side A, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     open_timeout_ms: u64,
@@ -140,8 +141,8 @@ pub struct Traffic {
     #[arg(long, default_value_t = 256)]
     pub slot_count: usize,
     /// `burst` (as fast as the ring allows), a period such as `30ms` or `100us`, or `off`.
-    #[arg(long, default_value = "burst", value_parser = side::parse_pace)]
-    pub pace: side::Pace,
+    #[arg(long, default_value = "burst", value_parser = pacing::parse_pace)]
+    pub pace: pacing::Pace,
     /// One JSON object as the last line on stdout (and event lines before it).
     #[arg(long)]
     pub json: bool,
