@@ -32,7 +32,8 @@
 //! # Ok::<(), Error>(())
 //! ```
 //!
-//! The layers, one module each (see `docs/LAYOUT.md` for the bytes and orderings):
+//! The layers, one module each (`docs/ARCHITECTURE.md` maps every file; `docs/LAYOUT.md`
+//! gives the bytes and orderings):
 //! segment (named shared memory) → layout (header contract and validation) → ring (the
 //! SPSC protocol) → wait and futex (spin, sleep or block, with deadlines) → liveness (peer
 //! death detection) → transport (the duplex channel: builder, link, session, control,

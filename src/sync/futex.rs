@@ -1,5 +1,5 @@
 //! The futex under loom: a model of the kernel's semantics, so the eventcount in
-//! `wait.rs` is checked with the code that issues the real calls.
+//! `src/wait/` is checked with the code that issues the real calls.
 //!
 //! Like `FUTEX_WAIT`, [`wait`] compares the word with the expected value and enqueues the
 //! caller atomically with respect to [`wake`] (the kernel holds its hash-bucket lock for
