@@ -17,7 +17,7 @@ run_valgrind() {
   echo "--- valgrind memcheck (stable)"
   command -v valgrind >/dev/null || { echo "valgrind not installed: skipped"; return 0; }
   local bins
-  bins=$(cargo test -q --no-run --message-format=json 2>/dev/null | python3 -c '
+  bins=$(cargo test -p capnp-shm-transport -q --no-run --message-format=json 2>/dev/null | python3 -c '
 import sys, json
 wanted = {"capnp_shm_transport", "hostile", "fuzz_corpus", "typed", "transport", "blocking"}
 for line in sys.stdin:
@@ -38,7 +38,7 @@ for line in sys.stdin:
 run_asan() {
   echo "--- AddressSanitizer (nightly)"
   have_nightly || { echo "no nightly toolchain: AddressSanitizer skipped"; return 0; }
-  RUSTFLAGS="-Zsanitizer=address" cargo +nightly test -q --target x86_64-unknown-linux-gnu \
+  RUSTFLAGS="-Zsanitizer=address" cargo +nightly test -p capnp-shm-transport -q --target x86_64-unknown-linux-gnu \
     --target-dir target/asan --lib --test cross_process --test transport --test hostile \
     --test blocking --test liveness
 }
