@@ -69,6 +69,22 @@ pub enum Error {
         waited: Duration,
     },
 
+    /// This side of the channel is already held by a live process (another process, or
+    /// another handle in this one): a second opener of side B, or a creator over a live
+    /// side A without [`ChannelBuilder::replace_live`](crate::ChannelBuilder::replace_live).
+    /// The side is judged held by its owner lock, which the kernel releases when the owner
+    /// dies; `pid` is the owner's pid as recorded in the channel, information only (0 when
+    /// unreadable).
+    #[error("side {side} of channel `{name}` is held by a live process (recorded pid {pid})")]
+    SideInUse {
+        /// The channel name.
+        name: String,
+        /// `"A"` or `"B"`.
+        side: &'static str,
+        /// The owner's process id as recorded in its header (not trusted: information only).
+        pid: u32,
+    },
+
     /// The receive side is owned by the callback thread, so direct receives are refused.
     #[error("this side receives through its callback thread; direct receive is not available")]
     ReceiverInUse,

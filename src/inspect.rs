@@ -3,8 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::layout::Geometry;
-use crate::liveness;
-use crate::segment::{self, Direction};
+use crate::segment::{self, Direction, Object};
 use crate::sync::Ordering;
 use crate::transport::attach::open_segments;
 use crate::wait::WaitMode;
@@ -32,24 +31,23 @@ pub struct ChannelInfo {
     pub wait_mode: [WaitMode; 2],
     /// Closed flags, side A then side B.
     pub closed: [bool; 2],
-    /// Whether side A's process is known to be gone (its recorded pid no longer names
-    /// the process that created the channel): the channel is stale. Only decidable in the
-    /// same pid namespace; `false` when unknown.
+    /// Whether no live process holds side A's owner lock: the creator closed or died, and
+    /// the channel is stale. Judged from the kernel's lock, so it holds across pid
+    /// namespaces and no word written into the segment can fake it.
     pub creator_gone: bool,
+    /// Whether a live process holds side B's owner lock (a B is attached).
+    pub b_held: bool,
 }
 
 impl ChannelInfo {
-    /// Whether side A looks attached: not closed, and its process exists (checked with
-    /// `kill(pid, 0)`, so only meaningful in the same pid namespace).
+    /// Whether side A is attached: its owner lock is held and it has not closed.
     pub fn a_attached(&self) -> bool {
-        !self.closed[0] && !self.creator_gone && process_exists(self.creator_pid)
+        !self.closed[0] && !self.creator_gone
     }
 
-    /// Whether side B looks attached: it recorded its pid, is not closed, and its process
-    /// exists (same caveat as [`ChannelInfo::a_attached`]).
+    /// Whether side B is attached: its owner lock is held and it has not closed.
     pub fn b_attached(&self) -> bool {
-        let pid = self.a2b.consumer_pid;
-        pid != 0 && !self.closed[1] && process_exists(pid)
+        self.b_held && !self.closed[1]
     }
 }
 
@@ -97,31 +95,85 @@ pub fn inspect_channel(name: &str) -> Result<ChannelInfo> {
             WaitMode::from_word(word(&control.wait_mode[1])),
         ],
         closed: [word(&control.closed[0]) != 0, word(&control.closed[1]) != 0],
-        creator_gone: liveness::recorded_process_gone(&a2b.region.header().producer),
+        creator_gone: !a2b.segment.object().lock_held(),
+        b_held: b2a.segment.object().lock_held(),
     })
 }
 
-/// Removes every channel whose creator is gone (see [`ChannelInfo::creator_gone`]), and
-/// returns their names. Channels that cannot be read are left alone.
+/// Whether channel `name` is stale, so that removing it harms no live creator. A channel
+/// whose side A holds its owner lock is never stale. Otherwise a channel with a readable
+/// header of this layout version is stale (the lock is authoritative there), and an
+/// unreadable one (truncated, scribbled, half created, another layout version) is stale
+/// when no process we can see maps either of its segments (`/proc/<pid>/maps`).
+pub fn channel_is_stale(name: &str) -> Result<bool> {
+    segment::validate_name(name)?;
+    let [a2b, b2a] = [Direction::AToB, Direction::BToA].map(|d| d.segment_name(name));
+    let a2b_object = Object::open(&a2b)?;
+    if a2b_object.as_ref().is_some_and(Object::lock_held) {
+        return Ok(false);
+    }
+    if inspect_channel(name).is_ok() {
+        return Ok(true);
+    }
+    let b2a_object = Object::open(&b2a)?;
+    let inodes: Vec<u64> = [a2b_object, b2a_object]
+        .iter()
+        .flatten()
+        .map(Object::inode)
+        .collect();
+    Ok(!mapped_by_any_process(&inodes))
+}
+
+/// Removes every stale channel (see [`channel_is_stale`]), including unreadable ones and
+/// lone segments, and returns their names.
 pub fn remove_stale_channels() -> Result<Vec<String>> {
     let mut removed = Vec::new();
-    for name in list_channels()? {
-        if inspect_channel(&name).is_ok_and(|info| info.creator_gone)
-            && crate::transport::remove_channel(&name)?
-        {
+    for name in segment_names()? {
+        if channel_is_stale(&name)? && crate::transport::remove_channel(&name)? {
             removed.push(name);
         }
     }
     Ok(removed)
 }
 
-/// Whether a process with this pid exists (in our pid namespace).
-pub(crate) fn process_exists(pid: u32) -> bool {
-    if pid == 0 || pid > i32::MAX as u32 {
+/// Names of the channels with at least one segment under `/dev/shm`, sorted.
+fn segment_names() -> Result<Vec<String>> {
+    let entries = std::fs::read_dir(segment::SHM_DIR).map_err(|source| Error::Os {
+        op: "read_dir",
+        name: segment::SHM_DIR.to_string(),
+        source,
+    })?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|f| {
+            [Direction::AToB, Direction::BToA]
+                .iter()
+                .find_map(|d| f.strip_suffix(d.suffix()).map(str::to_string))
+        })
+        .filter(|name| segment::validate_name(name).is_ok())
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Whether any process whose memory map we may read maps a `/dev/shm` object with one of
+/// these inodes.
+fn mapped_by_any_process(inodes: &[u64]) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
         return false;
-    }
-    // SAFETY: kill with signal 0 sends nothing; it only checks that the pid exists and
-    // may be signalled. EPERM means it exists but belongs to another user.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    };
+    procs
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/maps")).ok())
+        .any(|maps| {
+            maps.lines().any(|line| {
+                // address perms offset dev inode path
+                let mut fields = line.split_whitespace().skip(4);
+                let inode = fields.next().and_then(|i| i.parse::<u64>().ok());
+                let path = fields.next().unwrap_or("");
+                path.starts_with("/dev/shm/") && inode.is_some_and(|i| inodes.contains(&i))
+            })
+        })
 }

@@ -13,8 +13,13 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// `b"CAPNSHM1"` read as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"CAPNSHM1");
-/// The layout version this library writes and accepts.
-pub(crate) const VERSION: u32 = 1;
+/// The layout version this library writes and accepts (2: each side holds an owner lock
+/// on the segment it writes, see `segment`).
+pub(crate) const VERSION: u32 = 2;
+/// Offset of the producer block's `pid` word in a header (read through a descriptor, as
+/// information only, to name a side's owner in an error).
+pub(crate) const PRODUCER_PID_OFFSET: usize =
+    offset_of!(Header, producer) + offset_of!(ProducerBlock, pid);
 /// Value of the `ready` word once the creator has finished writing the header.
 pub(crate) const READY: u32 = 0x5245_4459; // "REDY"
 /// Size of the header; slots start right after it.

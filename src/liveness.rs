@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::layout::ProducerBlock;
 use crate::ring::Region;
+use crate::segment::Segment;
 use crate::sync::{AtomicBool, Ordering};
 
 /// Default time after which a silent peer in another pid namespace counts as dead; also
@@ -199,6 +200,10 @@ pub(crate) struct Watched {
     /// Which closed flag (in `peer`'s control block) is the peer's.
     pub peer_index: usize,
     pub dead_after: Duration,
+    /// The peer's outgoing segment, on which it holds its owner lock while it lives: a
+    /// peer is declared dead only once the kernel has dropped that lock, so no scribbled
+    /// identity word can make a live peer "dead".
+    pub peer_owner: Option<Arc<Segment>>,
 }
 
 /// A change in the peer's state, reported once per change by the monitor.
@@ -273,6 +278,7 @@ fn run(
             Some(PeerChange::Closed)
         } else {
             match watch.check(peer, &me) {
+                Verdict::Dead if peer_lock_held(&watched) => None,
                 Verdict::Dead => Some(PeerChange::Died),
                 Verdict::Alive => None,
                 Verdict::Absent => reported, // nothing attached: no change
@@ -286,6 +292,14 @@ fn run(
         reported = now;
         watch.wait(period, stop_fd);
     }
+}
+
+/// Whether the peer still holds its owner lock (it is alive, whatever its words say).
+fn peer_lock_held(watched: &Watched) -> bool {
+    watched
+        .peer_owner
+        .as_ref()
+        .is_some_and(|segment| segment.object().lock_held())
 }
 
 impl Drop for Monitor {
@@ -302,20 +316,6 @@ impl Drop for Monitor {
                 let _ = handle.join();
             }
         }
-    }
-}
-
-/// Whether the process recorded in `block` is known to be gone (pid check, same pid
-/// namespace only; `false` when unknown).
-pub(crate) fn recorded_process_gone(block: &ProducerBlock) -> bool {
-    let peer = ProcessIdentity::read(block);
-    let me = ProcessIdentity::current();
-    if peer.pid == 0 || peer.pid_ns != me.pid_ns {
-        return false;
-    }
-    match start_time_of(peer.pid) {
-        None => true,
-        Some(t) => peer.start_time != 0 && t != peer.start_time,
     }
 }
 

@@ -1,15 +1,25 @@
-//! Named POSIX shared-memory segments: create, open, remove, name checks.
+//! Named POSIX shared-memory segments: create, open, map, remove, name checks, and the
+//! owner lock that claims one side of a channel.
 //!
-//! A thin wrapper over the `shared_memory` crate. That crate cannot unlink by name and does
-//! not check sizes, so removal goes through `libc::shm_unlink` and every user of a
-//! [`Segment`] checks [`Segment::len`] against what it expects (the `layout` module does).
+//! Direct `shm_open` / `fstat` / `mmap` (no wrapper crate), because the descriptor is
+//! needed after mapping: the owner lock is taken on it, and `fstat` on it names the very
+//! object that was mapped. Every user of a [`Segment`] checks [`Segment::len`] against
+//! what it expects (the `layout` module does).
+//!
+//! **The owner lock.** Each side holds an open-file-description lock (`fcntl(F_OFD_SETLK)`,
+//! a write lock on byte 0) on the segment it writes for as long as it is attached: side A
+//! on `<name>.fs.a2b`, side B on `<name>.fs.b2a`. The kernel drops it when the descriptor
+//! closes, so a process that dies frees its side without anyone trusting a word in the
+//! mapping; two opens in one process conflict too (the lock belongs to the open file
+//! description, not to the process); and an observer tests it with `F_OFD_GETLK`, which
+//! takes nothing, so looking never makes a real opener fail.
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-
-use shared_memory::{Shmem, ShmemConf, ShmemError};
+use std::ptr::NonNull;
 
 use crate::error::{Error, Result};
 
@@ -66,82 +76,229 @@ pub fn validate_name(name: &str) -> Result<()> {
     Err(Error::invalid("name", why))
 }
 
+/// An open shared-memory object, not necessarily mapped: its descriptor (which carries
+/// the owner lock) and its inode.
+pub(crate) struct Object {
+    fd: OwnedFd,
+    inode: u64,
+    /// The object's size when it was opened.
+    len: u64,
+}
+
+impl Object {
+    /// Opens existing object `name` (read-write). `Ok(None)` when it does not exist.
+    pub(crate) fn open(name: &str) -> Result<Option<Object>> {
+        match shm_open(name, libc::O_RDWR, 0) {
+            Ok(fd) => Object::from_fd(name, fd).map(Some),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(os("shm_open", name, e)),
+        }
+    }
+
+    fn from_fd(name: &str, fd: OwnedFd) -> Result<Object> {
+        // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` is open and `st` is a writable `stat` on our stack.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(os("fstat", name, io::Error::last_os_error()));
+        }
+        Ok(Object {
+            fd,
+            inode: st.st_ino,
+            len: u64::try_from(st.st_size).unwrap_or(0),
+        })
+    }
+
+    /// Takes the owner lock. `Ok(false)` when another open file description holds it (a
+    /// live owner, in this process or another).
+    pub(crate) fn try_lock(&self) -> io::Result<bool> {
+        match self.owner_lock(libc::F_OFD_SETLK, libc::F_WRLCK) {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Releases the owner lock (closing the descriptor would too).
+    pub(crate) fn unlock(&self) {
+        let _ = self.owner_lock(libc::F_OFD_SETLK, libc::F_UNLCK);
+    }
+
+    /// Whether another open file description holds the owner lock (tested, not taken).
+    /// `false` when the test itself fails (it cannot on Linux 3.15 and later).
+    pub(crate) fn lock_held(&self) -> bool {
+        self.owner_lock(libc::F_OFD_GETLK, libc::F_WRLCK)
+            .is_ok_and(|l_type| l_type != libc::F_UNLCK as libc::c_short)
+    }
+
+    /// One `fcntl` on the owner lock (byte 0); returns the `l_type` the kernel left.
+    fn owner_lock(&self, cmd: libc::c_int, l_type: libc::c_int) -> io::Result<libc::c_short> {
+        // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
+        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+        lock.l_type = l_type as libc::c_short;
+        lock.l_whence = libc::SEEK_SET as libc::c_short;
+        lock.l_start = 0;
+        lock.l_len = 1;
+        // OFD locks require l_pid = 0 (already zero).
+        // SAFETY: `fd` is open and `lock` is a valid, writable `flock` on our stack.
+        if unsafe { libc::fcntl(self.fd.as_raw_fd(), cmd, &mut lock) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(lock.l_type)
+    }
+
+    /// Reads the native-endian u32 at `offset` through the descriptor, as information
+    /// only (such as a pid to name in an error): any value is accepted, nothing is mapped.
+    pub(crate) fn read_u32(&self, offset: usize) -> Option<u32> {
+        let mut bytes = [0u8; 4];
+        // SAFETY: reads at most 4 bytes into our 4-byte buffer from an open descriptor.
+        let n = unsafe {
+            libc::pread(
+                self.fd.as_raw_fd(),
+                bytes.as_mut_ptr().cast(),
+                4,
+                libc::off_t::try_from(offset).ok()?,
+            )
+        };
+        (n == 4).then(|| u32::from_ne_bytes(bytes))
+    }
+
+    /// The object's inode.
+    pub(crate) fn inode(&self) -> u64 {
+        self.inode
+    }
+
+    /// Whether segment name `name` refers to this object.
+    pub(crate) fn is_named_by(&self, name: &str) -> bool {
+        inode_of(name).ok() == Some(self.inode)
+    }
+}
+
 /// One mapped shared-memory segment. Unmapped on drop; never unlinked implicitly (see
 /// [`Segment::remove_if_same`]).
 pub(crate) struct Segment {
-    shmem: Shmem,
+    object: Object,
+    ptr: NonNull<u8>,
+    len: usize,
     name: String,
-    /// Inode of the object this segment mapped, to recognise it by name later.
-    inode: u64,
 }
 
-// SAFETY: `Shmem` is !Send/!Sync only because it holds the mapping's raw pointer. The
-// pointer is valid from creation until drop, `Segment` never mutates `Shmem` after
-// construction, and all access to the mapped bytes goes through atomics or raw pointers
-// whose users uphold the ring protocol, so sharing and sending the handle is sound.
+// SAFETY: the raw pointer is the only thing that keeps `Segment` from being Send/Sync. It
+// is valid from creation until drop (unmapped only then), `Segment` never changes it, and
+// all access to the mapped bytes goes through atomics or raw pointers whose users uphold
+// the ring protocol, so sharing and sending the handle is sound.
 unsafe impl Send for Segment {}
-// SAFETY: see `Send` above; `&Segment` only exposes the pointer and length.
+// SAFETY: see `Send` above; `&Segment` only exposes the pointer, length and descriptor.
 unsafe impl Sync for Segment {}
 
 impl Segment {
-    /// Creates segment `name` (exclusive, mode 0600) of `len` zeroed bytes.
-    pub(crate) fn create(name: &str, len: usize) -> Result<Segment> {
-        let mut shmem = ShmemConf::new()
-            .os_id(os_id(name))
-            .size(len)
-            .create()
-            .map_err(|e| shmem_error("shm_open(O_CREAT|O_EXCL)", name, e))?;
-        // Removal is explicit and checked (remove_if_same), never by name on drop: an old
-        // creator must not unlink a newer creator's segment of the same name.
-        shmem.set_owner(false);
-        let inode = inode_of(name).map_err(|e| os("stat", name, e))?;
-        Ok(Segment {
-            shmem,
-            name: name.to_string(),
-            inode,
-        })
+    /// Creates segment `name` (exclusive, mode 0600) of `len` zeroed bytes. With `claim`,
+    /// takes the owner lock on it right after creating it, before sizing and mapping.
+    pub(crate) fn create(name: &str, len: usize, claim: bool) -> Result<Segment> {
+        let fd = shm_open(name, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o600)
+            .map_err(|e| os("shm_open(O_CREAT|O_EXCL)", name, e))?;
+        let object = Object::from_fd(name, fd)?;
+        let sized = if claim && !object.try_lock().unwrap_or(false) {
+            // Only an opener of this very object, in the instant since we created it, can
+            // hold its lock: a concurrent creator of the same name.
+            Err(os("F_OFD_SETLK", name, io::Error::from_raw_os_error(libc::EAGAIN)))
+        } else {
+            let size = libc::off_t::try_from(len).unwrap_or(libc::off_t::MAX);
+            // SAFETY: ftruncate on a descriptor we own.
+            match unsafe { libc::ftruncate(object.fd.as_raw_fd(), size) } {
+                0 => Segment::map(name, object, len),
+                _ => Err(os("ftruncate", name, io::Error::last_os_error())),
+            }
+        };
+        if sized.is_err() {
+            let _ = remove(name);
+        }
+        sized
     }
 
     /// Opens an existing segment. `Ok(None)` when it does not exist yet, or exists but has
     /// not been sized yet (the creator is between `shm_open` and `ftruncate`).
     pub(crate) fn open(name: &str) -> Result<Option<Segment>> {
-        match ShmemConf::new().os_id(os_id(name)).open() {
-            Ok(mut shmem) => {
-                shmem.set_owner(false);
-                let inode = inode_of(name).unwrap_or(0);
-                Ok(Some(Segment {
-                    shmem,
-                    name: name.to_string(),
-                    inode,
-                }))
-            }
-            Err(ShmemError::MapOpenFailed(errno))
-                if errno == libc::ENOENT as u32 || errno == libc::EINVAL as u32 =>
-            {
-                // ENOENT: not created yet. EINVAL: mmap of a zero-length object (created,
-                // not yet truncated to size).
-                Ok(None)
-            }
-            Err(e) => Err(shmem_error("shm_open", name, e)),
+        let Some(object) = Object::open(name)? else {
+            return Ok(None);
+        };
+        if object.len == 0 {
+            return Ok(None);
         }
+        let len = usize::try_from(object.len)
+            .map_err(|_| os("mmap", name, io::Error::from_raw_os_error(libc::EFBIG)))?;
+        Segment::map(name, object, len).map(Some)
+    }
+
+    fn map(name: &str, object: Object, len: usize) -> Result<Segment> {
+        // SAFETY: a fresh shared read-write mapping of `len` bytes of an open descriptor;
+        // the kernel picks the address, so no existing memory is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                object.fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(os("mmap", name, io::Error::last_os_error()));
+        }
+        Ok(Segment {
+            object,
+            ptr: NonNull::new(ptr.cast()).expect("mmap never returns null on success"),
+            len,
+            name: name.to_string(),
+        })
     }
 
     /// Start of the mapping (page-aligned).
     pub(crate) fn as_ptr(&self) -> *mut u8 {
-        self.shmem.as_ptr()
+        self.ptr.as_ptr()
     }
 
     /// The mapping's real length in bytes.
     pub(crate) fn len(&self) -> usize {
-        self.shmem.len()
+        self.len
+    }
+
+    /// The mapped object's descriptor and owner lock.
+    pub(crate) fn object(&self) -> &Object {
+        &self.object
+    }
+
+    /// Whether the segment's name still refers to the object this segment mapped.
+    pub(crate) fn is_named(&self) -> bool {
+        self.object.is_named_by(&self.name)
     }
 
     /// Unlinks the segment's name only if it still names the object this segment mapped.
     pub(crate) fn remove_if_same(&self) {
-        if inode_of(&self.name).ok() == Some(self.inode) {
+        if self.is_named() {
             let _ = remove(&self.name);
         }
     }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `map` made; no reference into it outlives the
+        // segment (regions hold an `Arc<Segment>`).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+fn shm_open(name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    let c_name = CString::new(os_id(name)).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c_name` is a valid NUL-terminated string that outlives the call.
+    let fd = unsafe { libc::shm_open(c_name.as_ptr(), flags | libc::O_CLOEXEC, mode) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor we own exclusively.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Unlinks segment `name`. Returns `Ok(false)` when it did not exist.
@@ -179,17 +336,6 @@ fn os(op: &'static str, name: &str, source: io::Error) -> Error {
         name: name.to_string(),
         source,
     }
-}
-
-fn shmem_error(op: &'static str, name: &str, e: ShmemError) -> Error {
-    let source = match e {
-        ShmemError::MapCreateFailed(errno)
-        | ShmemError::MapOpenFailed(errno)
-        | ShmemError::UnknownOsError(errno) => io::Error::from_raw_os_error(errno as i32),
-        ShmemError::MappingIdExists => io::Error::from_raw_os_error(libc::EEXIST),
-        other => io::Error::other(other.to_string()),
-    };
-    os(op, name, source)
 }
 
 #[cfg(test)]

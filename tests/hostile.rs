@@ -114,7 +114,7 @@ fn wrong_version_is_unsupported() {
         c,
         Corruption::UnsupportedVersion {
             found: 7,
-            supported: 1
+            supported: 2
         }
     );
 }

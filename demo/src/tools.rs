@@ -1,7 +1,7 @@
 //! `list`, `inspect` and `remove`: looking at channels without attaching to them.
 
 use capnp_shm_transport::inspect::{
-    inspect_channel, list_channels, remove_stale_channels, ChannelInfo, RingInfo,
+    channel_is_stale, inspect_channel, list_channels, remove_stale_channels, ChannelInfo, RingInfo,
 };
 use capnp_shm_transport::remove_channel;
 
@@ -36,7 +36,10 @@ pub fn list() -> Result<(), DemoError> {
                 yes_no(info.b_attached()),
                 yes_no(info.creator_gone),
             ),
-            Err(e) => println!("{name:<40} unreadable: {e}"),
+            Err(e) => println!(
+                "{name:<40} unreadable (stale: {}): {e}",
+                channel_is_stale(&name).map_or("unknown", yes_no)
+            ),
         }
     }
     Ok(())

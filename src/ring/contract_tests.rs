@@ -289,7 +289,7 @@ fn shm_ring(slot_size: usize, slot_count: usize) -> (Region, Region) {
     let name = Unlink(format!("cst-ring-contract-{}-{n}", std::process::id()));
     let _ = segment::remove(&name.0);
     let geometry = Geometry::new(slot_size, slot_count).unwrap();
-    let created = Segment::create(&name.0, geometry.segment_len() as usize).unwrap();
+    let created = Segment::create(&name.0, geometry.segment_len() as usize, false).unwrap();
     let producer = Region::over_segment(Arc::new(created), geometry);
     layout::initialize(
         producer.header(),

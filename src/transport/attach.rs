@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::link::{Link, Side};
-use crate::error::{Corruption, Result};
-use crate::layout::{self, Readiness, Validated, HEADER_SIZE};
+use crate::error::{Corruption, Error, Result};
+use crate::layout::{self, Readiness, Validated, HEADER_SIZE, PRODUCER_PID_OFFSET};
 use crate::ring::{header_of, Region};
 use crate::segment::{Direction, Segment};
 
@@ -68,13 +68,29 @@ pub(crate) enum Attach {
     Disagree(Corruption),
 }
 
-/// One attempt by side B to map and validate both segments.
+/// One attempt by side B to map and validate both segments, and to take side B's owner
+/// lock: [`Error::SideInUse`] when another live opener holds it.
 pub(crate) fn try_attach(name: &str, sleep_slice: Duration) -> Result<Attach> {
     let Some([a2b, b2a]) = open_segments(name)? else {
         return Ok(Attach::NotYet);
     };
     if let Some(c) = disagreement(&a2b.header, &b2a.header) {
         return Ok(Attach::Disagree(c));
+    }
+    // Side B's owner lock, on b2a (the ring B writes); held until the link drops, or
+    // released by the kernel when this process dies.
+    let owner = b2a.segment.object();
+    let claimed = owner.try_lock().map_err(|source| Error::Os {
+        op: "F_OFD_SETLK",
+        name: Direction::BToA.segment_name(name),
+        source,
+    })?;
+    if !claimed {
+        return Err(Error::SideInUse {
+            name: name.to_string(),
+            side: "B",
+            pid: owner.read_u32(PRODUCER_PID_OFFSET).unwrap_or(0),
+        });
     }
     Ok(Attach::Attached(Link::new(
         Side::B,

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::layout::{self, Geometry, HeaderInit};
 use crate::liveness::DEFAULT_DEAD_AFTER;
 use crate::ring::Region;
-use crate::segment::{self, Direction, Segment};
+use crate::segment::{self, Direction, Object, Segment};
 use crate::wait::{self, Timeout, WaitMode};
 
 /// Default payload bytes per slot.
@@ -62,6 +62,7 @@ pub struct ChannelBuilder {
     events: Option<EventCallback>,
     callback: Option<Callback>,
     burst: usize,
+    replace_live: bool,
 }
 
 impl ChannelBuilder {
@@ -80,6 +81,7 @@ impl ChannelBuilder {
             events: None,
             callback: None,
             burst: DEFAULT_BURST,
+            replace_live: false,
         }
     }
 
@@ -173,20 +175,32 @@ impl ChannelBuilder {
         self
     }
 
-    /// Side A: removes any stale segments of this name, creates both fresh (mode 0600),
-    /// writes their headers and marks them ready last.
+    /// Side A: whether [`ChannelBuilder::create`] may replace a channel of this name whose
+    /// side A is alive (its creator still holds it). Default `false`: such a create fails
+    /// with [`Error::SideInUse`]. The replaced creator and its B keep their objects, now
+    /// nameless. A stale channel (its creator gone) is replaced either way.
+    pub fn replace_live(mut self, replace: bool) -> Self {
+        self.replace_live = replace;
+        self
+    }
+
+    /// Side A: removes any stale segments of this name (refusing a live channel unless
+    /// [`ChannelBuilder::replace_live`]), creates both fresh (mode 0600), takes side A's
+    /// owner lock, writes their headers and marks them ready last.
     pub fn create(self) -> Result<Channel> {
         segment::validate_name(&self.name)?;
         let geometry = Geometry::new(self.slot_size, self.slot_count)?;
         let config = self.session_config()?;
         let len = usize::try_from(geometry.segment_len())
             .map_err(|_| Error::invalid("slot_count", "segment too large for this platform"))?;
-        remove_channel(&self.name)?;
+        claim_name(&self.name, self.replace_live)?;
         let generation = fresh_generation();
         let mut regions = Vec::with_capacity(2);
         let mut segments = Vec::with_capacity(2);
         for direction in [Direction::AToB, Direction::BToA] {
-            let segment = Arc::new(Segment::create(&direction.segment_name(&self.name), len)?);
+            let name = direction.segment_name(&self.name);
+            // Side A's owner lock: on a2b, taken the moment the object exists.
+            let segment = Arc::new(Segment::create(&name, len, direction == Direction::AToB)?);
             let region = Region::over_segment(segment.clone(), geometry);
             layout::initialize(
                 region.header(),
@@ -204,6 +218,15 @@ impl ChannelBuilder {
         }
         let regions: [Region; 2] = regions.try_into().ok().expect("two regions");
         let segments: [Arc<Segment>; 2] = segments.try_into().ok().expect("two segments");
+        if let Some(lost) = segments.iter().find(|s| !s.is_named()) {
+            // A concurrent creator removed our object in the instant before we locked it.
+            lost.remove_if_same();
+            return Err(Error::Os {
+                op: "create (the name was taken by a concurrent creator)",
+                name: self.name,
+                source: std::io::Error::from_raw_os_error(libc::EEXIST),
+            });
+        }
         let link = Link::new(
             Side::A,
             &self.name,
@@ -291,6 +314,33 @@ pub fn remove_channel(name: &str) -> Result<bool> {
     let a = segment::remove(&Direction::AToB.segment_name(name))?;
     let b = segment::remove(&Direction::BToA.segment_name(name))?;
     Ok(a || b)
+}
+
+/// Side A, before creating: frees the name. A channel whose side A is alive (its owner
+/// lock on a2b is held) is refused with [`Error::SideInUse`] unless `replace_live`; a
+/// stale one is removed. Taking a dead creator's lock first means no one else judges that
+/// channel alive or stale in the meantime.
+fn claim_name(name: &str, replace_live: bool) -> Result<()> {
+    let a2b = Direction::AToB.segment_name(name);
+    if let Some(old) = Object::open(&a2b)? {
+        let free = old.try_lock().map_err(|source| Error::Os {
+            op: "F_OFD_SETLK",
+            name: a2b.clone(),
+            source,
+        })?;
+        if !free && !replace_live {
+            return Err(Error::SideInUse {
+                name: name.to_string(),
+                side: "A",
+                pid: old.read_u32(layout::PRODUCER_PID_OFFSET).unwrap_or(0),
+            });
+        }
+        if old.is_named_by(&a2b) {
+            segment::remove(&a2b)?;
+        }
+    }
+    segment::remove(&Direction::BToA.segment_name(name))?;
+    Ok(())
 }
 
 /// A generation id that differs between creations, even of the same name by the same pid.

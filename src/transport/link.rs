@@ -172,5 +172,7 @@ impl Drop for Link {
                 segment.remove_if_same();
             }
         }
+        // Last: the side is free for a new owner once it is closed (and, for A, unlinked).
+        self.segments[self.side as usize].object().unlock();
     }
 }

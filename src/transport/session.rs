@@ -174,6 +174,7 @@ impl Session {
             peer: link.incoming().clone(),
             peer_index: link.side.peer() as usize,
             dead_after: self.config.dead_after,
+            peer_owner: Some(link.segments[link.side.peer() as usize].clone()),
         };
         let session = Arc::downgrade(self);
         let weak_link = Arc::downgrade(link);

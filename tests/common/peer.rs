@@ -92,6 +92,18 @@ impl Peer {
     pub fn kill(&mut self) {
         self.child.kill().expect("kill peer");
     }
+
+    /// Kills the child with SIGKILL and reaps it, so its pid and everything the kernel
+    /// held for it (descriptors, locks, mappings) are gone when this returns.
+    pub fn kill_and_reap(mut self) {
+        let _ = self.child.kill();
+        self.child.wait().expect("reap peer");
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Peer {
