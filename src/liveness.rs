@@ -196,7 +196,10 @@ pub(crate) struct Watched {
     pub own: Region,
     /// The peer's outgoing ring: its producer block holds the peer's identity/heartbeat.
     pub peer: Region,
-    /// Which closed flag (in `peer`'s control block) is the peer's.
+    /// The a2b ring, whose control block holds the copy of the closed flags every reader
+    /// uses (the b2a copy is only a mirror).
+    pub control: Region,
+    /// Which closed flag is the peer's.
     pub peer_index: usize,
     pub dead_after: Duration,
 }
@@ -260,7 +263,7 @@ fn run(
     let mut watch = PeerWatch::new(watched.dead_after);
     let own = &watched.own.header().producer;
     let peer = &watched.peer.header().producer;
-    let closed = &watched.peer.header().control.closed[watched.peer_index];
+    let closed = &watched.control.header().control.closed[watched.peer_index];
     let mut reported: Option<PeerChange> = None;
     loop {
         // Relaxed: the flag only asks the loop to end.
@@ -269,6 +272,8 @@ fn run(
         }
         own.heartbeat.fetch_add(1, Ordering::Relaxed);
         // Check before waiting, so the pidfd is open from the first round on.
+        // SYNC POINT with the peer's Release store of its closed flag (`Link`'s
+        // `set_control_word`); the same copy the data path reads (`Link::peer_closed`).
         let now = if closed.load(Ordering::Acquire) != 0 {
             Some(PeerChange::Closed)
         } else {
