@@ -138,14 +138,16 @@ impl Link {
         }
     }
     /// Announces side B on a freshly attached link (at open and after each reconnection):
-    /// clears its closed flag, publishes its poll interval and wait mode in both headers,
-    /// and records its identity. Side A writes the same in its headers when it creates them.
+    /// records its identity, publishes its poll interval and wait mode in both headers,
+    /// and clears its closed flag last, so a peer that sees it open again sees the new
+    /// identity, never the previous B's. Side A writes the same in its headers when it
+    /// creates them.
     pub(crate) fn announce(&self, poll_us: u32, wait_mode: u32) {
         let me = self.side as usize;
-        self.set_control_word(|c| &c.closed[me], 0);
+        self.record_identity();
         self.set_control_word(|c| &c.poll_us[me], poll_us);
         self.set_control_word(|c| &c.wait_mode[me], wait_mode);
-        self.record_identity();
+        self.set_control_word(|c| &c.closed[me], 0);
     }
     /// Records this process in the producer block of our outgoing ring (identity for
     /// liveness) and as the consumer of our incoming ring.
