@@ -24,7 +24,7 @@ use common::TestName;
 
 const WAIT: Duration = Duration::from_secs(20);
 /// The liveness threshold both sides use in the late-heartbeat tests.
-const DEAD_AFTER: Duration = Duration::from_millis(400);
+const DEAD_AFTER: Duration = Duration::from_millis(600);
 /// How late the peer's monitor beats for the first time in the late-heartbeat test:
 /// well within the threshold.
 const LATE_BY: Duration = Duration::from_millis(200);
