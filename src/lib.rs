@@ -76,6 +76,8 @@ not_under_loom! {
 
     pub use layout::{Geometry, MAX_SLOT_COUNT, MAX_SLOT_SIZE};
     pub use liveness::DEFAULT_DEAD_AFTER;
+    #[doc(hidden)]
+    pub use liveness::delay_first_heartbeat;
     pub use segment::{validate_name, Direction, MAX_NAME_LEN};
     pub use transport::{
         remove_channel, Callback, Channel, ChannelBuilder, Control, DirectionStats, EventCallback,

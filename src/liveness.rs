@@ -17,11 +17,26 @@ use std::time::{Duration, Instant};
 use crate::layout::ProducerBlock;
 use crate::ring::Region;
 use crate::segment::Segment;
-use crate::sync::{AtomicBool, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
 
 /// Default time after which a silent peer in another pid namespace counts as dead; also
 /// sets how often the monitor runs (a quarter of it).
 pub const DEFAULT_DEAD_AFTER: Duration = Duration::from_millis(100);
+
+/// How long a monitor started from now on waits before its first heartbeat, in µs: a test
+/// seam (see [`delay_first_heartbeat`]), 0 otherwise.
+static FIRST_BEAT_DELAY_US: AtomicU64 = AtomicU64::new(0);
+
+/// Not API (a test seam): every liveness monitor started afterwards in this process bumps
+/// its heartbeat for the first time only `delay` after it starts, as a monitor thread that
+/// is scheduled late would. The tests use it to make a peer's first heartbeat late
+/// deterministically.
+#[doc(hidden)]
+pub fn delay_first_heartbeat(delay: Duration) {
+    let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+    // Relaxed: a setting read once by each monitor started later; nothing depends on it.
+    FIRST_BEAT_DELAY_US.store(us, Ordering::Relaxed);
+}
 
 /// Who a process is, as recorded in the producer block of the ring it writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,22 +56,34 @@ impl ProcessIdentity {
             let pid = std::process::id();
             ProcessIdentity {
                 pid,
-                start_time: start_time_of(pid).unwrap_or(0),
+                // /proc/self, not /proc/<pid>: our pid means another process where /proc
+                // belongs to an ancestor pid namespace (`unshare --pid` without a new /proc).
+                start_time: start_time_in("/proc/self/stat").unwrap_or(0),
                 pid_ns: std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino()),
             }
         })
     }
 
-    /// Writes this identity into a producer block (the side's outgoing ring).
+    /// Publishes this identity in a producer block (the side's outgoing ring): one first
+    /// heartbeat, then `start_time` and `pid_ns`, then `pid` with Release, so a watcher
+    /// that sees the pid sees the rest and a heartbeat already begun.
     pub(crate) fn record(&self, block: &ProducerBlock) {
+        block.heartbeat.fetch_add(1, Ordering::Relaxed);
         block.start_time.store(self.start_time, Ordering::Relaxed);
         block.pid_ns.store(self.pid_ns, Ordering::Relaxed);
-        block.pid.store(self.pid, Ordering::Relaxed);
+        // SYNC POINT with the Acquire load of `pid` in `ProcessIdentity::read`.
+        block.pid.store(self.pid, Ordering::Release);
     }
 
+    /// The identity in a producer block (pid 0: nobody attached yet). A read during a
+    /// rewrite by a new process may mix both; the monitor takes that for a new peer and
+    /// reads again next round.
     fn read(block: &ProducerBlock) -> ProcessIdentity {
+        // SYNC POINT with the Release store of `pid` in `ProcessIdentity::record`: the
+        // fields and the first heartbeat written before it are visible.
+        let pid = block.pid.load(Ordering::Acquire);
         ProcessIdentity {
-            pid: block.pid.load(Ordering::Relaxed),
+            pid,
             start_time: block.start_time.load(Ordering::Relaxed),
             pid_ns: block.pid_ns.load(Ordering::Relaxed),
         }
@@ -65,7 +92,12 @@ impl ProcessIdentity {
 
 /// Start time of process `pid` in clock ticks since boot, if it exists.
 fn start_time_of(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    start_time_in(&format!("/proc/{pid}/stat"))
+}
+
+/// The start time in a `/proc/*/stat` file.
+fn start_time_in(path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces: split after it.
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(19)?.parse().ok()
@@ -87,8 +119,10 @@ struct PeerWatch {
     pidfd: Option<(ProcessIdentity, OwnedFd)>,
     /// A process the pidfd showed exiting.
     exited: Option<ProcessIdentity>,
-    last_heartbeat: u64,
-    last_progress: Instant,
+    /// Across namespaces: the peer the no-progress clock runs for, its heartbeat as last
+    /// seen, and when that value was first seen. The clock starts when a peer first
+    /// appears (attaches), not when the watcher starts.
+    beats: Option<(ProcessIdentity, u64, Instant)>,
 }
 
 impl PeerWatch {
@@ -97,8 +131,7 @@ impl PeerWatch {
             dead_after,
             pidfd: None,
             exited: None,
-            last_heartbeat: 0,
-            last_progress: Instant::now(),
+            beats: None,
         }
     }
 
@@ -142,14 +175,22 @@ impl PeerWatch {
         }
         self.pidfd = None;
         let heartbeat = peer_block.heartbeat.load(Ordering::Relaxed);
-        if heartbeat != self.last_heartbeat {
-            self.last_heartbeat = heartbeat;
-            self.last_progress = Instant::now();
-            Verdict::Alive
-        } else if self.last_progress.elapsed() > self.dead_after {
-            Verdict::Dead
-        } else {
-            Verdict::Alive
+        match &mut self.beats {
+            Some((id, last, since)) if *id == peer => {
+                if heartbeat != *last {
+                    (*last, *since) = (heartbeat, Instant::now());
+                    Verdict::Alive
+                } else if since.elapsed() > self.dead_after {
+                    Verdict::Dead
+                } else {
+                    Verdict::Alive
+                }
+            }
+            _ => {
+                // A peer seen for the first time: it has just attached.
+                self.beats = Some((peer, heartbeat, Instant::now()));
+                Verdict::Alive
+            }
         }
     }
 
@@ -197,7 +238,10 @@ pub(crate) struct Watched {
     pub own: Region,
     /// The peer's outgoing ring: its producer block holds the peer's identity/heartbeat.
     pub peer: Region,
-    /// Which closed flag (in `peer`'s control block) is the peer's.
+    /// The a2b ring, whose control block holds the copy of the closed flags every reader
+    /// uses (the b2a copy is only a mirror).
+    pub control: Region,
+    /// Which closed flag is the peer's.
     pub peer_index: usize,
     pub dead_after: Duration,
     /// The peer's outgoing segment, on which it holds its owner lock while it lives: a
@@ -265,15 +309,22 @@ fn run(
     let mut watch = PeerWatch::new(watched.dead_after);
     let own = &watched.own.header().producer;
     let peer = &watched.peer.header().producer;
-    let closed = &watched.peer.header().control.closed[watched.peer_index];
+    let closed = &watched.control.header().control.closed[watched.peer_index];
     let mut reported: Option<PeerChange> = None;
+    // Relaxed: see `delay_first_heartbeat`.
+    let first_beat = Duration::from_micros(FIRST_BEAT_DELAY_US.load(Ordering::Relaxed));
+    let started = Instant::now();
     loop {
         // Relaxed: the flag only asks the loop to end.
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        own.heartbeat.fetch_add(1, Ordering::Relaxed);
+        if first_beat.is_zero() || started.elapsed() >= first_beat {
+            own.heartbeat.fetch_add(1, Ordering::Relaxed);
+        }
         // Check before waiting, so the pidfd is open from the first round on.
+        // SYNC POINT with the peer's Release store of its closed flag (`Link`'s
+        // `set_control_word`); the same copy the data path reads (`Link::peer_closed`).
         let now = if closed.load(Ordering::Acquire) != 0 {
             Some(PeerChange::Closed)
         } else {
@@ -367,6 +418,44 @@ mod tests {
             std::thread::sleep(Duration::from_millis(2));
         }
         assert!(stalled.elapsed() >= Duration::from_millis(29));
+    }
+
+    #[test]
+    fn the_no_progress_clock_starts_when_the_peer_appears_not_with_the_watcher() {
+        let me = ProcessIdentity::current();
+        let region = block();
+        let peer = &region.header().producer;
+        let dead_after = Duration::from_millis(30);
+        let mut watch = PeerWatch::new(dead_after);
+        assert_eq!(watch.check(peer, &me), Verdict::Absent);
+        // The watcher is older than the threshold when a peer in another namespace appears,
+        // its heartbeat word not moved yet (written here field by field, without a beat).
+        std::thread::sleep(dead_after + Duration::from_millis(10));
+        peer.pid_ns.store(me.pid_ns + 1, Ordering::Relaxed);
+        peer.start_time.store(1, Ordering::Relaxed);
+        peer.pid.store(12345, Ordering::Release);
+        let appeared = Instant::now();
+        assert_eq!(watch.check(peer, &me), Verdict::Alive, "dead at first sight");
+        while watch.check(peer, &me) == Verdict::Alive {
+            assert!(
+                appeared.elapsed() < Duration::from_secs(5),
+                "never declared dead"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(appeared.elapsed() >= dead_after);
+        // Another process in that namespace attaching later restarts the clock.
+        peer.pid.store(12346, Ordering::Release);
+        assert_eq!(watch.check(peer, &me), Verdict::Alive);
+    }
+
+    #[test]
+    fn an_identity_is_published_after_a_first_heartbeat() {
+        let region = block();
+        let block = &region.header().producer;
+        ProcessIdentity::current().record(block);
+        assert_eq!(block.heartbeat.load(Ordering::Relaxed), 1);
+        assert_eq!(ProcessIdentity::read(block), ProcessIdentity::current());
     }
 
     #[test]

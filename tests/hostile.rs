@@ -105,6 +105,16 @@ fn zeroed_file_is_not_ready_and_times_out() {
 }
 
 #[test]
+fn zero_length_file_is_not_ready_not_corrupt() {
+    // A creator between shm_open and ftruncate looks exactly like this (docs/LAYOUT.md,
+    // Validation): mapping it fails with EINVAL, which means "wait", not "corrupt".
+    let name = TestName::new("empty");
+    std::fs::write(name.path(".fs.a2b"), []).unwrap();
+    std::fs::write(name.path(".fs.b2a"), []).unwrap();
+    assert!(matches!(open(&name), Err(Error::NotFound { .. })));
+}
+
+#[test]
 fn wrong_version_is_unsupported() {
     let name = TestName::new("version");
     let _a = Channel::builder(&*name).create().unwrap();

@@ -88,15 +88,19 @@ impl Link {
             Side::B => &self.a2b,
         }
     }
-    /// The control block read by both sides (the a2b copy).
+    /// The control block every reader uses, on both sides and in the monitor: the a2b
+    /// copy, the one source of truth. (The b2a copy is a mirror nothing here reads, so a
+    /// side killed between its two stores is seen by its peer's calls and monitor alike.)
     pub(crate) fn control(&self) -> &ControlBlock {
         &self.a2b.header().control
     }
-    /// Writes a control word in both headers (they mirror each other).
+    /// Writes a control word in both headers: the a2b copy (the one read) first, then the
+    /// b2a mirror.
     pub(crate) fn set_control_word(&self, word: impl Fn(&ControlBlock) -> &AtomicU32, value: u32) {
-        for region in [&self.b2a, &self.a2b] {
-            // SYNC POINT (closed flags) with the Acquire load in `peer_closed`: messages
-            // committed before we close are visible to a peer that sees the flag.
+        for region in [&self.a2b, &self.b2a] {
+            // SYNC POINT (closed flags) with the Acquire loads in `peer_closed` and in the
+            // liveness monitor (`liveness::run`), both of the a2b copy: messages committed
+            // before we close are visible to a peer that sees the flag.
             word(&region.header().control).store(value, Ordering::Release);
         }
     }
@@ -118,7 +122,9 @@ impl Link {
     pub(crate) fn wake_everyone(&self) {
         wake_regions(&[&self.a2b, &self.b2a]);
     }
+    /// Whether the peer's closed flag (a2b copy) is set.
     pub(crate) fn peer_closed(&self) -> bool {
+        // SYNC POINT with the peer's Release store in `set_control_word`.
         self.control().closed[self.side.peer() as usize].load(Ordering::Acquire) != 0
     }
     /// Why the peer will send or read nothing more, if it will not: it closed, or died.
@@ -132,14 +138,16 @@ impl Link {
         }
     }
     /// Announces side B on a freshly attached link (at open and after each reconnection):
-    /// clears its closed flag, publishes its poll interval and wait mode in both headers,
-    /// and records its identity. Side A writes the same in its headers when it creates them.
+    /// records its identity, publishes its poll interval and wait mode in both headers,
+    /// and clears its closed flag last, so a peer that sees it open again sees the new
+    /// identity, never the previous B's. Side A writes the same in its headers when it
+    /// creates them.
     pub(crate) fn announce(&self, poll_us: u32, wait_mode: u32) {
         let me = self.side as usize;
-        self.set_control_word(|c| &c.closed[me], 0);
+        self.record_identity();
         self.set_control_word(|c| &c.poll_us[me], poll_us);
         self.set_control_word(|c| &c.wait_mode[me], wait_mode);
-        self.record_identity();
+        self.set_control_word(|c| &c.closed[me], 0);
     }
     /// Records this process in the producer block of our outgoing ring (identity for
     /// liveness) and as the consumer of our incoming ring.

@@ -172,6 +172,7 @@ impl Session {
         let watched = Watched {
             own: link.outgoing().clone(),
             peer: link.incoming().clone(),
+            control: link.a2b.clone(),
             peer_index: link.side.peer() as usize,
             dead_after: self.config.dead_after,
             peer_owner: Some(link.segments[link.side.peer() as usize].clone()),

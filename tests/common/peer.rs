@@ -21,7 +21,35 @@ pub struct Peer {
 
 impl Peer {
     pub fn spawn(role: &str, name: &str) -> Peer {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        Peer::spawn_command(Command::new(std::env::current_exe().unwrap()), role, name)
+    }
+
+    /// Like [`Peer::spawn`], but the peer runs in a new pid namespace (`unshare --pid
+    /// --fork`, as root), where our pids mean nothing, so liveness falls back to the
+    /// heartbeat. `None`, after printing one line saying why, where the system refuses to
+    /// create the namespace. Killing the peer kills `unshare`, whose child follows
+    /// (`--kill-child`).
+    pub fn spawn_in_new_pid_namespace(role: &str, name: &str) -> Option<Peer> {
+        let unshare = ["--pid", "--fork", "--kill-child"];
+        let probe = Command::new("unshare")
+            .args(unshare)
+            .arg("true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !probe.as_ref().is_ok_and(|s| s.success()) {
+            eprintln!(
+                "SKIPPED: cannot create a pid namespace here (unshare --pid --fork: {probe:?})"
+            );
+            return None;
+        }
+        let mut command = Command::new("unshare");
+        command.args(unshare).arg(std::env::current_exe().unwrap());
+        Some(Peer::spawn_command(command, role, name))
+    }
+
+    fn spawn_command(mut command: Command, role: &str, name: &str) -> Peer {
+        let mut child = command
             .args([
                 "--exact",
                 "child_process_entry",
@@ -53,12 +81,21 @@ impl Peer {
 
     /// Waits (bounded) until the child prints the marker for `token` (see [`say`]).
     pub fn expect_line(&mut self, token: &str) {
+        self.expect_value(token);
+    }
+
+    /// Waits (bounded) until the child prints the marker for `token`, and returns what
+    /// follows it on that line (see [`say_value`]).
+    pub fn expect_value(&mut self, token: &str) -> String {
         let marker = marker(token);
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(&marker) => return,
+                Ok(line) if line.contains(&marker) => {
+                    let at = line.find(&marker).unwrap() + marker.len();
+                    return line[at..].trim().to_string();
+                }
                 Ok(_) => continue,
                 Err(e) => panic!("peer did not print {token}: {e:?}"),
             }
@@ -120,6 +157,12 @@ pub fn marker(token: &str) -> String {
 
 pub fn say(token: &str) {
     println!("{}", marker(token));
+    std::io::stdout().flush().unwrap();
+}
+
+/// Prints the marker for `token` followed by `value` (read with [`Peer::expect_value`]).
+pub fn say_value(token: &str, value: &str) {
+    println!("{} {value}", marker(token));
     std::io::stdout().flush().unwrap();
 }
 
