@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 
 use super::receiver::Receiver;
+use super::session::LinkEvent;
 use crate::error::{Error, Result};
 use crate::ring::Region;
 use crate::sync::{AtomicBool, Ordering};
@@ -45,6 +46,9 @@ impl ReceiveThread {
                     wait::lower_timer_slack();
                     if let Err(e) = run(&mut receiver, burst, &mut callback, &stop) {
                         *outcome.lock() = Some(e);
+                        // Say so at once: the process may otherwise run on, receiving
+                        // nothing, with no sign of why.
+                        receiver.control().session.emit(LinkEvent::ReceiveStopped);
                     }
                 }
             })

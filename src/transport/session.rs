@@ -66,7 +66,7 @@ pub enum OnDisconnect {
 }
 
 /// What happened to the connection, reported to the `on_event` callback from the
-/// liveness thread.
+/// liveness thread (and [`LinkEvent::ReceiveStopped`] from the receive thread).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LinkEvent {
@@ -91,6 +91,10 @@ pub enum LinkEvent {
         /// Attempts made.
         attempts: u32,
     },
+    /// The receive thread (see `ChannelBuilder::on_receive`) stopped on an error: corrupt
+    /// shared memory, or a peer gone for good. `Channel::take_receive_error` says which.
+    /// Reported from the receive thread.
+    ReceiveStopped,
 }
 
 /// The event callback.
@@ -189,7 +193,7 @@ impl Session {
         Ok(())
     }
 
-    fn emit(&self, event: LinkEvent) {
+    pub(crate) fn emit(&self, event: LinkEvent) {
         if let Some(events) = &self.events {
             (events.lock())(event);
         }
