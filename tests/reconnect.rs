@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -387,4 +388,63 @@ fn a_keeps_receiving_from_each_new_b() {
     assert!(a.receive_thread_running());
     assert!(a.take_receive_error().is_none());
     b3.finish();
+}
+
+/// Reads one little-endian u64 of a live segment (a test's view of a shared word).
+fn read_word(name: &TestName, suffix: &str, offset: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    std::fs::File::open(name.path(suffix))
+        .unwrap()
+        .read_exact_at(&mut bytes, offset)
+        .unwrap();
+    u64::from_le_bytes(bytes)
+}
+
+/// Writes `closed[A]` (control block, offset 392) in both segments, as a scribbling
+/// process would.
+fn scribble_closed_a(name: &TestName, value: u32) {
+    for suffix in [".fs.a2b", ".fs.b2a"] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(name.path(suffix))
+            .unwrap()
+            .write_all_at(&value.to_le_bytes(), 392)
+            .unwrap();
+    }
+}
+
+/// B wrongly believes side A closed (A's closed flag scribbled) and retries for a long
+/// time. Meanwhile B's heartbeat must keep beating (a peer across pid namespaces would
+/// otherwise declare the live B dead), and once A's words show it alive again B goes on
+/// over the same link instead of waiting for a generation a live A never makes.
+#[test]
+fn b_keeps_beating_while_it_retries_and_recovers_when_a_was_alive() {
+    let name = TestName::new("rc-alive");
+    let _a = start_a(&name);
+    let (mut b, events) = open_b(
+        &name,
+        ReconnectPolicy::unlimited(),
+        OnDisconnect::WaitForReconnect,
+    );
+    let generation = b.control().generation();
+    assert_eq!(round_trip(&mut b, b"before"), generation as u8);
+    scribble_closed_a(&name, 1);
+    expect_event(&events, |e| *e == LinkEvent::PeerClosed);
+    expect_event(&events, |e| {
+        matches!(e, LinkEvent::Reconnecting { attempt: 2 })
+    });
+    // HEARTBEAT of B: producer block of b2a, offset 152.
+    let before = read_word(&name, ".fs.b2a", 152);
+    expect_event(&events, |e| {
+        matches!(e, LinkEvent::Reconnecting { attempt: 5 })
+    });
+    let after = read_word(&name, ".fs.b2a", 152);
+    assert!(
+        after > before,
+        "B's heartbeat stopped while it retried ({before} -> {after})"
+    );
+    scribble_closed_a(&name, 0);
+    expect_event(&events, |e| *e == LinkEvent::PeerAttached);
+    assert_eq!(b.control().generation(), generation);
+    assert_eq!(round_trip(&mut b, b"after"), generation as u8);
 }

@@ -41,7 +41,7 @@ impl Channel {
         callback: Option<Callback>,
         burst: usize,
     ) -> Result<Channel> {
-        let control = Control { session };
+        let control = Control::new(session);
         let sender = Sender::new(control.clone())?;
         let receiver = Receiver::new(control)?;
         let (receiver, receive_thread) = match callback {
