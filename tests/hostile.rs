@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 use capnp_shm_transport::inspect::inspect_channel;
-use capnp_shm_transport::{Channel, Corruption, Error};
+use capnp_shm_transport::{Channel, Corruption, Error, LinkEvent};
 use common::TestName;
 
 const WAIT: Duration = Duration::from_secs(2);
@@ -246,6 +246,34 @@ fn scribbled_commit_word_is_an_error() {
                 found: 99,
                 ..
             })
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_receive_thread_stopped_by_corruption_says_so() {
+    let name = TestName::new("commit-thread");
+    let _a = Channel::builder(&*name).slot_count(4).create().unwrap();
+    let (tx, events) = std::sync::mpsc::channel();
+    let b = Channel::builder(&*name)
+        .open_timeout(WAIT)
+        .on_event(move |e| {
+            let _ = tx.send(e);
+        })
+        .on_receive(|_| {})
+        .open()
+        .unwrap();
+    poke(&name, ".fs.a2b", SLOT0_COMMIT, &99u64.to_le_bytes());
+    // The thread, asleep, wakes after its sleep slice, meets the scribble and stops.
+    let event = events.recv_timeout(WAIT).expect("no event");
+    assert_eq!(event, LinkEvent::ReceiveStopped);
+    // Stored before the event is emitted, so it is there now.
+    let err = b.take_receive_error().expect("the reason");
+    assert!(
+        matches!(
+            err,
+            Error::Corrupt(Corruption::CommitWord { found: 99, .. })
         ),
         "{err}"
     );

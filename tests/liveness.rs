@@ -26,6 +26,7 @@ fn child_process_entry() {
     match role.as_str() {
         "writer-a" => writer_a(name),
         "idle-b" => idle_b(name),
+        "full-a" => full_a(name),
         other => panic!("unknown role {other}"),
     }
 }
@@ -51,6 +52,27 @@ fn idle_b(name: &str) {
     let _b = Channel::builder(name).open_timeout(WAIT).open().unwrap();
     say("attached");
     read_stdin_line();
+}
+
+/// Side A whose sender blocks on a full ring until its reader dies, then returns from the
+/// process's main at once, while its event callback (slow, as user code may be) still runs
+/// on the liveness thread.
+fn full_a(name: &str) {
+    let mut a = Channel::builder(name)
+        .slot_size(16)
+        .slot_count(4)
+        .wait_mode(WaitMode::Block)
+        .on_event(|_| std::thread::sleep(Duration::from_millis(300))) // a slow callback
+        .create()
+        .unwrap();
+    say("created");
+    for _ in 0..4 {
+        a.send(b"fill", WAIT).unwrap();
+    }
+    say("full");
+    let blocked = a.send(b"blocked", WAIT);
+    assert!(matches!(blocked, Err(Error::PeerDead)), "{blocked:?}");
+    // Returning ends the process, whichever thread holds the channel last.
 }
 
 /// A small deterministic generator for the kill moments.
@@ -160,4 +182,24 @@ fn a_channel_whose_creator_died_is_stale_and_removable() {
     let removed = remove_stale_channels().unwrap();
     assert!(removed.contains(&name.0), "{removed:?}");
     assert!(!list_channels().unwrap().contains(&name.0));
+}
+
+#[test]
+fn a_exiting_on_a_dead_reader_leaves_no_segments() {
+    for round in 0..3 {
+        let name = TestName::new(&format!("exit-leak{round}"));
+        let mut writer = Peer::spawn("full-a", &name);
+        writer.expect_line("created");
+        let mut reader = Peer::spawn("idle-b", &name);
+        reader.expect_line("attached");
+        writer.expect_line("full");
+        reader.kill();
+        writer.finish();
+        for suffix in [".fs.a2b", ".fs.b2a"] {
+            assert!(
+                !name.path(suffix).exists(),
+                "round {round}: {suffix} left in /dev/shm after side A exited"
+            );
+        }
+    }
 }

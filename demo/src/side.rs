@@ -307,9 +307,12 @@ fn run_then(
     Ok(report)
 }
 
-/// Whether to end early because the peer is gone: `Some(true)` when it closed, an error
-/// when it died and we do not reconnect.
+/// Whether to end early: `Some(true)` when the peer closed, an error when it died and we do
+/// not reconnect, or when our receive thread stopped on one (such as a corrupt slot).
 fn peer_check(channel: &Channel, reconnect: bool) -> Result<Option<bool>, DemoError> {
+    if let Some(e) = channel.take_receive_error() {
+        return Err(e.into());
+    }
     match channel.control().peer_state() {
         PeerState::Closed if !reconnect => Ok(Some(true)),
         PeerState::Dead if !reconnect => Err(Error::PeerDead.into()),

@@ -371,3 +371,30 @@ fn b_with_reconnect_reports_each_transition() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_receive_thread_stopped_by_corruption_ends_the_side_with_one_line() {
+    use std::os::unix::fs::FileExt;
+    let name = TestName::new("demo-corrupt");
+    let _a = Running::start(&["a", "--name", &name, "--seconds", "30", "--pace", "off"]);
+    let b = Running::start(&["b", "--name", &name, "--seconds", "6", "--pace", "off"]);
+    until_inspect_shows(&name, "attached: A yes, B yes");
+    // Slot 0's commit word (offset 512) in the ring B reads: neither published nor free.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(name.path(".fs.a2b"))
+        .unwrap()
+        .write_all_at(&99u64.to_le_bytes(), 512)
+        .unwrap();
+    let out = b.wait(WAIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "b exited 0 after its receive thread stopped: {stderr}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("capnp-shm-demo: ") && last.contains("commit word"),
+        "{stderr}"
+    );
+}

@@ -154,8 +154,9 @@ impl ChannelBuilder {
         self
     }
 
-    /// Calls `callback` (on the liveness thread) for each [`LinkEvent`]: peer dead or
-    /// closed, reconnecting, reconnected, gave up.
+    /// Calls `callback` (on the liveness thread) for each [`LinkEvent`]: peer dead,
+    /// closed or attached, reconnecting, reconnected, gave up; and (on the receive thread)
+    /// a receive thread stopped by an error.
     pub fn on_event(mut self, callback: impl FnMut(LinkEvent) + Send + 'static) -> Self {
         self.events = Some(Box::new(callback));
         self

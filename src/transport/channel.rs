@@ -41,7 +41,7 @@ impl Channel {
         callback: Option<Callback>,
         burst: usize,
     ) -> Result<Channel> {
-        let control = Control { session };
+        let control = Control::new(session);
         let sender = Sender::new(control.clone())?;
         let receiver = Receiver::new(control)?;
         let (receiver, receive_thread) = match callback {
@@ -98,9 +98,12 @@ impl Channel {
         &mut self.sender
     }
 
-    /// Whether a receive thread was started and is still running. It ends when the peer
-    /// closes or dies (after delivering everything the peer sent) unless the channel
-    /// reconnects, on corruption, or if the callback panics.
+    /// Whether a receive thread was started and is still running. On side B it ends when
+    /// side A closes or dies (after delivering everything A sent) unless the channel
+    /// reconnects; on side A it goes on and serves the next side B. Either ends on
+    /// corruption or if the callback panics; an error is reported as
+    /// [`LinkEvent::ReceiveStopped`](super::LinkEvent::ReceiveStopped) and kept for
+    /// [`Channel::take_receive_error`].
     pub fn receive_thread_running(&self) -> bool {
         self.receive_thread
             .as_ref()

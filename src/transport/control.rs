@@ -22,9 +22,31 @@ use crate::wait::WaitMode;
 #[derive(Clone)]
 pub struct Control {
     pub(crate) session: Arc<Session>,
+    /// Shared by every user handle (this and its clones, in each `Sender`, `Receiver` and
+    /// `Channel`): when the last one drops, the side closes on that thread.
+    _owner: Arc<Owner>,
+}
+
+/// Closes its session when dropped: the last user handle is gone. Internal threads hold
+/// the session only for moments, and never an `Owner`, so none of them can be the one
+/// whose drop closes the channel (the process may be exiting under them).
+struct Owner(Arc<Session>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.shutdown();
+    }
 }
 
 impl Control {
+    /// The first user handle of a started session.
+    pub(super) fn new(session: Arc<Session>) -> Control {
+        Control {
+            _owner: Arc::new(Owner(session.clone())),
+            session,
+        }
+    }
+
     fn link(&self) -> Arc<Link> {
         self.session.current().0
     }

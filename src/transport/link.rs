@@ -46,8 +46,10 @@ pub(crate) struct Link {
     pub segments: [Arc<Segment>; 2],
     /// Set (Release) by the liveness monitor while the peer's process is gone.
     pub peer_dead: Arc<AtomicBool>,
-    /// Keeps our heartbeat going and watches the peer; stopped when the link drops.
+    /// Keeps our heartbeat going and watches the peer; stopped when the link closes.
     pub monitor: Mutex<Option<Monitor>>,
+    /// Set by the first [`Link::close`].
+    closing: AtomicBool,
 }
 
 impl Link {
@@ -71,6 +73,7 @@ impl Link {
             segments,
             peer_dead: Arc::new(AtomicBool::new(false)),
             monitor: Mutex::new(None),
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -169,10 +172,20 @@ pub(crate) fn wake_regions(regions: &[&Region]) {
     }
 }
 
-impl Drop for Link {
-    fn drop(&mut self) {
+impl Link {
+    /// Closes this side of the link, once (later calls do nothing): stops the monitor,
+    /// marks this side closed, wakes every sleeper and, on side A, removes the segments.
+    /// Called when the session's last user handle is gone, and on drop.
+    ///
+    /// A link that was never announced is dropped with [`Link::discard`] instead.
+    pub(crate) fn close(&self) {
+        // Relaxed: exactly one caller wins the swap; nothing is published with it.
+        if self.closing.swap(true, Ordering::Relaxed) {
+            return;
+        }
         // Stop the monitor first: it must not report the peer's reaction to our close.
-        drop(self.monitor.lock().take());
+        let monitor = self.monitor.lock().take();
+        drop(monitor);
         self.set_control_word(|c| &c.closed[self.side as usize], 1);
         self.wake_everyone();
         if self.side == Side::A {
@@ -182,5 +195,21 @@ impl Drop for Link {
         }
         // Last: the side is free for a new owner once it is closed (and, for A, unlinked).
         self.segments[self.side as usize].object().unlock();
+    }
+}
+
+impl Link {
+    /// Drops a link attached but never announced (a reconnection attempt that found the
+    /// generation it lost, or came too late) without touching the headers: they may
+    /// belong to a live side A, and to whatever side B is announced there.
+    pub(crate) fn discard(self) {
+        // Relaxed: read back only by `close`, on this thread, when `self` drops below.
+        self.closing.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.close();
     }
 }

@@ -6,7 +6,9 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
+use super::link::Side;
 use super::receiver::Receiver;
+use super::session::LinkEvent;
 use crate::error::{Error, Result};
 use crate::ring::Region;
 use crate::sync::{AtomicBool, Ordering};
@@ -45,6 +47,9 @@ impl ReceiveThread {
                     wait::lower_timer_slack();
                     if let Err(e) = run(&mut receiver, burst, &mut callback, &stop) {
                         *outcome.lock() = Some(e);
+                        // Say so at once: the process may otherwise run on, receiving
+                        // nothing, with no sign of why.
+                        receiver.control().session.emit(LinkEvent::ReceiveStopped);
                     }
                 }
             })
@@ -72,8 +77,10 @@ impl ReceiveThread {
     }
 }
 
-/// Drains until stopped. Ends with `Ok` when asked to stop or when the peer has closed and
-/// everything it sent was delivered; with `Err` on corruption.
+/// Drains until stopped. Ends with `Ok` when asked to stop or when side B's peer (side A)
+/// has closed and everything it sent was delivered (no reconnection follows); with `Err` on
+/// corruption, or when side A died and no reconnection follows. Side A never ends for a
+/// gone peer: it drains what the old side B sent and waits for the next one.
 fn run(
     receiver: &mut Receiver,
     burst: usize,
@@ -91,9 +98,16 @@ fn run(
             // Everything committed before the close (or death) is visible now; deliver it.
             while receiver.drain(burst, &mut *callback)? > 0 {}
             if receiver.will_reconnect() {
-                // Side B re-attaches on the liveness thread; `drain` moves to the new link
-                // once it is in. Check back every millisecond meanwhile.
+                // Side B re-attaches on its reconnection thread; `drain` moves to the new
+                // link once it is in. Check back every millisecond meanwhile.
                 std::thread::sleep(RECONNECT_POLL);
+                continue;
+            }
+            if receiver.control().side() == Side::A {
+                // The link stays; a new side B attaches to it. Idle per this side's mode
+                // until a message comes (the new B's first publication wakes us) or we
+                // are stopped.
+                receiver.idle_for_message(&mut waiter, || stop.load(Ordering::Relaxed));
                 continue;
             }
             // No reconnection: end. A dead peer is reported as this thread's error.

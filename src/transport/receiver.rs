@@ -43,11 +43,22 @@ impl Receiver {
         })
     }
 
-    /// Moves to the session's current link if a reconnection replaced ours. Messages
-    /// still unread on the old link are dropped with it (their sender is gone).
+    /// Moves to the session's current link if a reconnection replaced ours, but only once
+    /// the old ring is drained: messages the old side A committed before it closed or died
+    /// come first. (A reconnection starts only after the old peer was seen closed or dead,
+    /// and the epoch is bumped with Release after that, so its last commits are visible.)
     #[inline]
     fn sync(&mut self) -> Result<()> {
         if self.control.session.epoch() != self.epoch {
+            self.switch_when_drained()?;
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn switch_when_drained(&mut self) -> Result<()> {
+        // A corrupt old ring is left behind too: its sender is gone either way.
+        if !matches!(self.consumer.peek(0), Ok(Some(_))) {
             *self = Receiver::new(self.control.clone())?;
         }
         Ok(())
@@ -167,11 +178,20 @@ impl Receiver {
                     self.control.session.after_gone(gone, self.epoch, timeout)?;
                     self.sync()?;
                 }
-                // A new link: look again; the old peer is gone, which the next round
-                // reports after a last look at the old ring.
-                Received::Interrupted => {}
+                // A new link: move to it once the old ring is drained, and look again.
+                Received::Interrupted => self.sync()?,
             }
         }
+    }
+
+    /// Waits one idle round per this side's wait mode for a message (or `also`), whatever
+    /// the peer's state: side A's receive thread, while it waits for a new side B.
+    pub(super) fn idle_for_message(&self, waiter: &mut Waiter, also: impl FnOnce() -> bool) -> bool {
+        let policy = self
+            .link
+            .policy(&self.consumer.memory().header().consumer.wait);
+        let consumer = &self.consumer;
+        waiter.idle(&policy, || !matches!(consumer.peek(0), Ok(None)) || also())
     }
 
     /// Waits one idle round per this side's wait mode. Before a futex sleep it re-checks

@@ -1,10 +1,11 @@
 //! One side's session: the current [`Link`], and what happens when the peer goes away
 //! (events, and for side B, reconnection to a restarted side A).
 //!
-//! The session outlives links. When side A restarts (a new generation), side B's monitor
-//! thread re-attaches under the [`ReconnectPolicy`], swaps the new link in and bumps the
-//! session's epoch; each [`Sender`](super::Sender) and [`Receiver`](super::Receiver)
-//! notices the new epoch (one Relaxed load per call) and moves to the new link itself.
+//! The session outlives links. When side A goes away, side B's reconnection thread
+//! re-attaches under the [`ReconnectPolicy`] to a restarted side A (a new generation), swaps
+//! the new link in and bumps the epoch; each [`Sender`](super::Sender) and
+//! [`Receiver`](super::Receiver) notices it (one Acquire load per call) and moves over. An
+//! old side A seen alive again stops the reconnection: B goes on over the same link.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use super::attach::{try_attach, Attach};
 use super::link::{wake_regions, Link, Side};
 use crate::error::{Error, Result};
 use crate::liveness::{Monitor, PeerChange, Watched};
-use crate::sync::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use crate::wait::{Policy, Timeout, WaitMode, Waiter};
 
 /// How side B re-attaches after side A died or closed.
@@ -66,7 +67,7 @@ pub enum OnDisconnect {
 }
 
 /// What happened to the connection, reported to the `on_event` callback from the
-/// liveness thread.
+/// liveness thread (and [`LinkEvent::ReceiveStopped`] from the receive thread).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LinkEvent {
@@ -91,6 +92,10 @@ pub enum LinkEvent {
         /// Attempts made.
         attempts: u32,
     },
+    /// The receive thread (see `ChannelBuilder::on_receive`) stopped on an error: corrupt
+    /// shared memory, or a peer gone for good. `Channel::take_receive_error` says which.
+    /// Reported from the receive thread.
+    ReceiveStopped,
 }
 
 /// The event callback.
@@ -119,6 +124,10 @@ pub(crate) struct Session {
     /// Bumped (Release) after each reconnection has swapped in a new link.
     epoch: AtomicU64,
     state: AtomicU8,
+    /// Numbers reconnection threads: a thread whose number is no longer the latest stops.
+    reconnects: AtomicU64,
+    /// Set once the last user handle is gone: no reconnection starts or installs after it.
+    shut: AtomicBool,
 }
 
 impl Session {
@@ -149,6 +158,8 @@ impl Session {
             link: Mutex::new(link.clone()),
             epoch: AtomicU64::new(0),
             state: AtomicU8::new(CONNECTED),
+            reconnects: AtomicU64::new(0),
+            shut: AtomicBool::new(false),
         });
         session.start_monitor(&link)?;
         Ok(session)
@@ -163,7 +174,7 @@ impl Session {
     /// The current epoch; a handle whose epoch differs must move to [`Session::current`].
     #[inline]
     pub(crate) fn epoch(&self) -> u64 {
-        // SYNC POINT with the Release increment in `reconnect`: a handle that sees the new
+        // SYNC POINT with the Release increment in `install`: a handle that sees the new
         // epoch finds the new link under the lock.
         self.epoch.load(Ordering::Acquire)
     }
@@ -191,7 +202,7 @@ impl Session {
         Ok(())
     }
 
-    fn emit(&self, event: LinkEvent) {
+    pub(crate) fn emit(&self, event: LinkEvent) {
         if let Some(events) = &self.events {
             (events.lock())(event);
         }
@@ -222,6 +233,12 @@ impl Session {
             if self.epoch() != my_epoch {
                 return Ok(());
             }
+            // The same link, its peer there again (it was never really gone): go on.
+            if self.state.load(Ordering::Relaxed) == CONNECTED
+                && self.current().0.peer_gone().is_none()
+            {
+                return Ok(());
+            }
             if self.state.load(Ordering::Acquire) == GAVE_UP || !waiter.idle(&policy, || false) {
                 return Err(self.reconnect_error());
             }
@@ -241,45 +258,63 @@ impl Session {
         self.config.reconnect.is_some() && self.state.load(Ordering::Acquire) != GAVE_UP
     }
 
-    /// Side B's reconnection loop, run on the liveness thread of the link that lost its
-    /// peer. Attaches only to a *new* generation (the dead one's segments may linger).
-    fn reconnect(self: &Arc<Self>, old_generation: u64) {
-        let Some(policy) = self.config.reconnect else {
+    /// Starts side B's reconnection after the current link lost its peer, on a thread of
+    /// its own: the monitor that noticed goes on beating this side's heartbeat and watching
+    /// the old peer, which may turn out to be alive ([`Session::peer_back`]).
+    fn start_reconnect(self: &Arc<Self>, old_generation: u64) {
+        // Relaxed (`shut`, `state` here and in `peer_back`): flags only; the link itself is
+        // published under the mutex and the epoch with Release.
+        if self.config.reconnect.is_none() || self.shut.load(Ordering::Relaxed) {
             return;
-        };
-        self.state.store(RECONNECTING, Ordering::Release);
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let out_of_attempts = policy.max_attempts != 0 && attempt > policy.max_attempts;
-            let out_of_time = !policy.max_wait.is_zero() && started.elapsed() > policy.max_wait;
-            if out_of_attempts || out_of_time || Arc::strong_count(self) == 1 {
-                self.state.store(GAVE_UP, Ordering::Release);
-                let (link, _) = self.current();
-                link.wake_everyone();
-                self.emit(LinkEvent::GaveUp {
-                    attempts: attempt - 1,
-                });
-                return;
-            }
-            self.emit(LinkEvent::Reconnecting { attempt });
-            match try_attach(&self.name, self.current().0.sleep_slice) {
-                Ok(Attach::Attached(link)) if link.generation != old_generation => {
-                    // If its monitor could not start, the next attempt tries again.
-                    if let Ok(generation) = self.install(link) {
-                        self.emit(LinkEvent::Reconnected { generation });
-                        return;
-                    }
-                }
-                _ => {}
-            }
-            std::thread::sleep(policy.retry_interval);
         }
+        if self
+            .state
+            .compare_exchange(CONNECTED, RECONNECTING, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return; // already reconnecting, or given up
+        }
+        // Relaxed: only the numbering of the threads, no data depends on it.
+        let run = self.reconnects.fetch_add(1, Ordering::Relaxed) + 1;
+        let session = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("shm-reconnect".into())
+            .spawn(move || reconnect(&session, run, old_generation));
+        if spawned.is_err() {
+            // No thread: give up at once rather than leave calls waiting for nothing.
+            self.give_up(0);
+        }
+    }
+
+    /// Side B's side A is there again (it only looked gone): stop reconnecting.
+    fn peer_back(&self) {
+        if self.side == Side::B && self.state.swap(CONNECTED, Ordering::Relaxed) != CONNECTED {
+            // Calls waiting in `after_gone` notice within a millisecond.
+            self.current().0.wake_everyone();
+        }
+    }
+
+    fn give_up(&self, attempts: u32) {
+        self.state.store(GAVE_UP, Ordering::Release);
+        let (link, _) = self.current();
+        link.wake_everyone();
+        self.emit(LinkEvent::GaveUp { attempts });
+    }
+
+    /// Closes this side on the thread that dropped its last user handle (see
+    /// [`Link::close`]; the monitor is joined first), whichever thread frees it last.
+    pub(crate) fn shutdown(&self) {
+        self.shut.store(true, Ordering::Relaxed); // a flag only (see `start_reconnect`)
+        let (link, _) = self.current();
+        link.close();
     }
 
     /// Makes `link` (freshly attached) the session's link.
     fn install(self: &Arc<Self>, link: Link) -> Result<u64> {
+        if self.shut.load(Ordering::Relaxed) {
+            link.discard();
+            return Err(Error::Closed);
+        }
         link.announce(self.config.poll_us, self.config.wait_mode);
         let link = Arc::new(link);
         self.start_monitor(&link)?;
@@ -315,8 +350,58 @@ fn on_peer_change(session: &Weak<Session>, link: &Weak<Link>, change: PeerChange
         PeerChange::Closed => session.emit(LinkEvent::PeerClosed),
         PeerChange::Back => session.emit(LinkEvent::PeerAttached),
     }
-    let is_current = session.current().0.generation == generation;
-    if change != PeerChange::Back && is_current && session.side == Side::B {
-        session.reconnect(generation);
+    if session.current().0.generation != generation {
+        return; // an old link's news
+    }
+    match change {
+        PeerChange::Back => session.peer_back(),
+        _ if session.side == Side::B => session.start_reconnect(generation),
+        _ => {}
+    }
+}
+
+/// Side B's reconnection loop, on its own thread (number `run`). Attaches only to a *new*
+/// generation (the dead one's segments may linger). Ends when it succeeds or gives up,
+/// when the old peer is back, when a later thread took over, or when the channel is gone.
+fn reconnect(session: &Weak<Session>, run: u64, old_generation: u64) {
+    let Some(policy) = session.upgrade().and_then(|s| s.config.reconnect) else {
+        return;
+    };
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        let Some(session) = session.upgrade() else {
+            return; // every handle is gone
+        };
+        // Relaxed: flags only (see `Session::start_reconnect`).
+        let superseded = session.reconnects.load(Ordering::Relaxed) != run;
+        if superseded
+            || session.state.load(Ordering::Relaxed) != RECONNECTING
+            || session.shut.load(Ordering::Relaxed)
+        {
+            return;
+        }
+        attempt += 1;
+        let out_of_attempts = policy.max_attempts != 0 && attempt > policy.max_attempts;
+        let out_of_time = !policy.max_wait.is_zero() && started.elapsed() > policy.max_wait;
+        if out_of_attempts || out_of_time {
+            session.give_up(attempt - 1);
+            return;
+        }
+        session.emit(LinkEvent::Reconnecting { attempt });
+        match try_attach(&session.name, session.current().0.sleep_slice) {
+            Ok(Attach::Attached(link)) if link.generation != old_generation => {
+                // If its monitor could not start, the next attempt tries again.
+                if let Ok(generation) = session.install(link) {
+                    session.emit(LinkEvent::Reconnected { generation });
+                    return;
+                }
+            }
+            // The generation we lost, its side A perhaps alive: leave its headers alone.
+            Ok(Attach::Attached(link)) => link.discard(),
+            _ => {}
+        }
+        drop(session);
+        std::thread::sleep(policy.retry_interval);
     }
 }
