@@ -348,12 +348,21 @@ fn b_with_reconnect_reports_each_transition() {
     until_inspect_shows(&name, "attached: A yes, B yes");
     a1.0.kill().unwrap();
     let _ = a1.0.wait();
-    let next = |want: &str| -> Value {
+    let stderr = b.0.stderr.take().unwrap();
+    let err_lines = std::thread::spawn(move || {
+        let lines = BufReader::new(stderr).lines().map_while(Result::ok);
+        lines.collect::<Vec<_>>().join("\n")
+    });
+    let mut err_lines = Some(err_lines);
+    let mut next = |want: &str| -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
-            let line = lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("event line");
+            let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            else {
+                // b's stdout ended (it exited) or stayed silent: show what it said.
+                let err = err_lines.take().map(|t| t.join().unwrap());
+                panic!("no `{want}` event from b; its stderr: {err:?}");
+            };
             let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
             if v["event"] == want {
                 return v;
