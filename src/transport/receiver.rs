@@ -10,7 +10,7 @@ use crossbeam_utils::CachePadded;
 
 use super::control::Control;
 use super::link::Link;
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, Result};
 use crate::ring::Region;
 use crate::ring::Consumer;
 use crate::sync::Ordering;
@@ -30,9 +30,17 @@ impl Receiver {
         let (link, epoch) = control.session.current();
         let inc = link.incoming().clone();
         let h = inc.header();
+        let tail = h.consumer.tail.load(Ordering::Relaxed);
+        if tail > crate::layout::MAX_INDEX {
+            return Err(Error::Corrupt(Corruption::IndexOutOfRange {
+                head: h.producer.head.load(Ordering::Relaxed),
+                tail,
+                count: inc.geometry().slot_count as u64,
+            }));
+        }
         let consumer = CachePadded::new(Consumer::new(
             inc.clone(),
-            h.consumer.tail.load(Ordering::Relaxed),
+            tail,
             h.consumer.bytes.load(Ordering::Relaxed),
         ));
         Ok(Receiver {
