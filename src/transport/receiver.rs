@@ -73,7 +73,7 @@ impl Receiver {
         self.sync()?;
         let len = match self.consumer.peek(0)? {
             Some(len) => len,
-            None => self.wait_for_message(timeout.into())?,
+            None => self.wait_for_message(&mut Waiter::new(timeout.into()))?,
         };
         Ok(RecvGuard {
             receiver: self,
@@ -103,7 +103,7 @@ impl Receiver {
         }
         self.sync()?;
         if self.consumer.peek(0)?.is_none() {
-            self.wait_for_message(timeout.into())?;
+            self.wait_for_message(&mut Waiter::new(timeout.into()))?;
         }
         self.drain(max, f)
     }
@@ -143,26 +143,21 @@ impl Receiver {
         self.control.session.will_reconnect()
     }
 
-    /// The region whose consumer wait word this receiver sleeps on.
-    pub(super) fn incoming_region(&self) -> Region {
-        self.consumer.memory().clone()
-    }
-
     /// Live settings and statistics.
     pub fn control(&self) -> &Control {
         &self.control
     }
 
-    /// Waits for the next message; returns its length.
+    /// Waits for the next message within `waiter`'s deadline, across a reconnection too;
+    /// returns its length.
     #[cold]
-    fn wait_for_message(&mut self, timeout: Timeout) -> Result<usize> {
-        let mut waiter = Waiter::new(timeout);
+    fn wait_for_message(&mut self, waiter: &mut Waiter) -> Result<usize> {
         loop {
             let link = &self.link;
             let consumer = &self.consumer;
             let (session, epoch) = (&self.control.session, self.epoch);
             let received = wait::next_message(
-                &mut waiter,
+                waiter,
                 &link.policy(&consumer.memory().header().consumer.wait),
                 || consumer.peek(0),
                 || link.peer_gone(),
@@ -172,7 +167,7 @@ impl Receiver {
                 Received::Message(len) => return Ok(len),
                 Received::TimedOut => return Err(Error::Timeout { full: false }),
                 Received::Gone(gone) => {
-                    self.control.session.after_gone(gone, self.epoch, timeout)?;
+                    self.control.session.after_gone(gone, self.epoch, waiter)?;
                     self.sync()?;
                 }
                 // A new link: look again; the old peer is gone, which the next round

@@ -16,7 +16,7 @@ use super::link::{wake_regions, Link, Side};
 use crate::error::{Error, Result};
 use crate::liveness::{Monitor, PeerChange, Watched};
 use crate::sync::{AtomicU32, AtomicU64, AtomicU8, Ordering};
-use crate::wait::{Policy, Timeout, WaitMode, Waiter};
+use crate::wait::{Policy, WaitMode, Waiter};
 
 /// How side B re-attaches after side A died or closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,9 +196,10 @@ impl Session {
     }
 
     /// Decides what a call does once it found the peer gone (`gone`): fail, or wait for a
-    /// reconnection. `Ok(())` means a new link is in place: the caller moves to it and
-    /// retries.
-    pub(crate) fn after_gone(&self, gone: Error, my_epoch: u64, timeout: Timeout) -> Result<()> {
+    /// reconnection within the call's own `waiter` (the deadline it already runs under, so
+    /// the wait does not start a fresh timeout). `Ok(())` means a new link is in place: the
+    /// caller moves to it and retries.
+    pub(crate) fn after_gone(&self, gone: Error, my_epoch: u64, waiter: &mut Waiter) -> Result<()> {
         if self.config.reconnect.is_none() {
             return Err(gone);
         }
@@ -215,9 +216,10 @@ impl Session {
             wait_word: &unused,
             sleep_slice: Duration::from_millis(1),
         };
-        let mut waiter = Waiter::new(timeout);
         loop {
             if self.epoch() != my_epoch {
+                // Spin and yield afresh on the new link; the deadline stays.
+                waiter.reset();
                 return Ok(());
             }
             if self.state.load(Ordering::Acquire) == GAVE_UP || !waiter.idle(&policy, || false) {
