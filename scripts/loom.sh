@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
-RUSTFLAGS="--cfg loom" cargo test --release --lib --target-dir "${LOOM_TARGET_DIR:-target/loom}" \
+RUSTFLAGS="--cfg loom" cargo test -p capnp-shm-transport --release --lib --target-dir "${LOOM_TARGET_DIR:-target/loom}" \
   loom -- --test-threads=1 "$@"
