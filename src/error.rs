@@ -181,7 +181,8 @@ pub enum Corruption {
         b2a: u64,
     },
     /// The head and tail indices are inconsistent (`tail > head`, `head - tail > count`,
-    /// or an index moved backwards).
+    /// an index above 2^63, or an index moved backwards), or a send found the index range
+    /// used up (`head` at 2^63).
     #[error("indices out of range: head {head}, tail {tail}, slot count {count}")]
     IndexOutOfRange {
         /// The producer's index.

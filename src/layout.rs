@@ -34,6 +34,8 @@ pub const MAX_SLOT_SIZE: usize = 1 << 30;
 pub const MAX_SLOT_COUNT: usize = 1 << 24;
 /// Largest accepted segment (header plus ring).
 pub(crate) const MAX_SEGMENT_LEN: u64 = 1 << 36;
+/// Largest valid ring index (`tail <= head <= MAX_INDEX`); see [`crate::ring::MAX_INDEX`].
+pub(crate) use crate::ring::MAX_INDEX;
 
 /// The header at offset 0 of each segment: four 128-byte blocks, so the producer's words,
 /// the consumer's words and the rarely written control words never share a cache line
@@ -392,9 +394,9 @@ pub(crate) fn validate(
     })
 }
 
-/// `tail <= head <= tail + count`, or the indices are corrupt.
+/// `tail <= head <= tail + count` and `head <= MAX_INDEX`, or the indices are corrupt.
 pub(crate) fn check_indices(head: u64, tail: u64, count: u64) -> Result<(), Corruption> {
-    if tail > head || head - tail > count {
+    if tail > head || head - tail > count || head > MAX_INDEX {
         return Err(Corruption::IndexOutOfRange { head, tail, count });
     }
     Ok(())
@@ -444,5 +446,10 @@ mod tests {
         assert!(check_indices(5, 0, 4).is_err());
         assert!(check_indices(0, 1, 4).is_err());
         assert!(check_indices(u64::MAX, 0, 4).is_err());
+        assert!(check_indices(MAX_INDEX, MAX_INDEX - 4, 4).is_ok());
+        for top in [MAX_INDEX + 1, u64::MAX - 1, u64::MAX] {
+            assert!(check_indices(top, top, 4).is_err(), "{top}");
+            assert!(check_indices(top, top - 1, 4).is_err(), "{top}");
+        }
     }
 }

@@ -304,3 +304,26 @@ fn tail_moved_backwards_or_past_head_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn indices_near_u64_max_are_refused() {
+    // head == tail passes `tail <= head <= tail + count`; only a range check catches these.
+    for suffix in [".fs.a2b", ".fs.b2a"] {
+        for index in [u64::MAX, u64::MAX - 1, (1 << 63) + 1] {
+            let name = TestName::new("index-top");
+            let _a = Channel::builder(&*name).slot_count(4).create().unwrap();
+            poke(&name, suffix, HEAD, &index.to_le_bytes());
+            poke(&name, suffix, TAIL, &index.to_le_bytes());
+            let c = open_corruption(&name);
+            assert_eq!(
+                c,
+                Corruption::IndexOutOfRange {
+                    head: index,
+                    tail: index,
+                    count: 4
+                },
+                "{suffix} at {index}"
+            );
+        }
+    }
+}

@@ -203,6 +203,59 @@ pub(super) fn tail_out_of_range_is_an_error<M: RingMemory>(make: Make<M>) {
     ));
 }
 
+/// A ring resumed just below the top of the index range (as a segment that has carried
+/// almost `MAX_INDEX` messages would be) runs up to the top, wrapping its slots, and then
+/// refuses to publish index `MAX_INDEX` with a typed error instead of overflowing.
+pub(super) fn resumes_near_the_top_of_the_index_range<M: RingMemory + Clone>(make: Make<M>) {
+    let count = 4u64;
+    let (p, c) = make(8, count as usize);
+    let start = layout::MAX_INDEX - 6;
+    // The previous lap's commit words, as the earlier messages left them.
+    for index in start - count..start {
+        p.commit((index % count) as usize)
+            .store(index + 1, Ordering::Relaxed);
+    }
+    p.tail().store(start, Ordering::Relaxed);
+    p.head().store(start, Ordering::Relaxed);
+    assert!(layout::check_indices(start, start, count).is_ok());
+    let mut p = Producer::resume(p, start, 0);
+    let mut c = Consumer::new(c, start, 0);
+    assert_eq!(p.memory().head().load(Ordering::Relaxed), start);
+    for i in 0..6u8 {
+        assert!(p.try_send(&[i]).unwrap(), "index {}", start + u64::from(i));
+        assert_eq!(recv(&mut c).unwrap(), vec![i]);
+    }
+    // head == MAX_INDEX: the range is exhausted, with the ring empty or not.
+    assert_eq!(p.memory().head().load(Ordering::Relaxed), layout::MAX_INDEX);
+    let exhausted = |r: crate::error::Result<bool>| {
+        matches!(
+            r,
+            Err(Error::Corrupt(Corruption::IndexOutOfRange { head, .. }))
+                if head == layout::MAX_INDEX
+        )
+    };
+    assert!(exhausted(p.try_send(b"x")), "published index MAX_INDEX");
+    assert!(exhausted(p.try_send_with(|_| Ok::<_, Error>(1))));
+    assert!(matches!(
+        p.try_send_batch(&[b"a"]),
+        Err(Error::Corrupt(Corruption::IndexOutOfRange { .. }))
+    ));
+    assert_eq!(recv(&mut c), None);
+    assert!(layout::check_indices(layout::MAX_INDEX, layout::MAX_INDEX, count).is_ok());
+    assert!(layout::check_indices(layout::MAX_INDEX + 1, layout::MAX_INDEX + 1, count).is_err());
+    // A takeover at the top finds nothing to publish either, even if the slots claim
+    // more (a hostile commit word for index MAX_INDEX).
+    p.memory()
+        .commit((layout::MAX_INDEX % count) as usize)
+        .store(layout::MAX_INDEX + 1, Ordering::Relaxed);
+    let mut p2 = Producer::resume(p.memory().clone(), layout::MAX_INDEX, 0);
+    assert_eq!(
+        p2.memory().head().load(Ordering::Relaxed),
+        layout::MAX_INDEX
+    );
+    assert!(exhausted(p2.try_send(b"y")));
+}
+
 /// One step of the model test.
 #[derive(Debug, Clone)]
 enum Op {
@@ -343,6 +396,10 @@ macro_rules! contract_tests {
             #[test]
             fn tail_out_of_range_is_an_error() {
                 super::tail_out_of_range_is_an_error($make);
+            }
+            #[test]
+            fn resumes_near_the_top_of_the_index_range() {
+                super::resumes_near_the_top_of_the_index_range($make);
             }
             #[test]
             fn matches_vecdeque_model() {

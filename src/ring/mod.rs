@@ -1,6 +1,9 @@
 //! The single-producer/single-consumer ring protocol over a [`RingMemory`].
 //!
-//! Indices are 64-bit monotonic counters; the slot of index `i` is `i & (count - 1)`.
+//! Indices are 64-bit monotonic counters, at most [`MAX_INDEX`] (2^63); the slot of index
+//! `i` is `i & (count - 1)`. The producer stops at `MAX_INDEX` (publishing index
+//! `MAX_INDEX - 1` last), so the plain `u64` additions below cannot overflow: a consumer
+//! fed by a hostile producer past that point would need 2^63 more messages to get there.
 //! Publication is per slot: the producer writes length and payload, then stores the slot's
 //! commit word `i + 1` (Release); the consumer polls the commit word of the slot it expects
 //! (Acquire). Only one cache line moves per message, and a message is visible only after
@@ -41,6 +44,13 @@ mod shm;
 pub(crate) use region::Region;
 #[cfg(not(loom))]
 pub(crate) use shm::header_of;
+
+/// Largest valid ring index: always `tail <= head <= MAX_INDEX`. Checked wherever an index
+/// is read from the mapping (`layout::check_indices`); the producer never publishes the
+/// message of index `MAX_INDEX` (a send at that head is `IndexOutOfRange`). 2^63 messages
+/// are 292 years at 10^9 per second, so only a segment that starts near the top (hostile,
+/// or written by another implementation) ever gets there.
+pub(crate) const MAX_INDEX: u64 = 1 << 63;
 
 /// Access to one ring's shared words and slot payloads.
 ///
@@ -93,8 +103,9 @@ pub(crate) struct Producer<M: RingMemory> {
     mem: M,
     /// Next index to write. Local and authoritative; mirrored to `mem.head()`.
     head: u64,
-    /// Last tail read from the memory. May be stale (then it is lower than the real one,
-    /// which only makes the ring look fuller). Invariant: `head - count <= cached_tail <= head`.
+    /// Last tail read from the memory, clamped to `MAX_INDEX - count` (see
+    /// [`Producer::cache_tail`]). May be stale (then it is lower than the real one, which
+    /// only makes the ring look fuller). Invariant: `head - count <= cached_tail <= head`.
     cached_tail: u64,
     /// Payload bytes published so far; mirrored to `mem.head_bytes()`.
     bytes: u64,
@@ -105,13 +116,13 @@ pub(crate) struct Producer<M: RingMemory> {
 
 impl<M: RingMemory> Producer<M> {
     /// A producer continuing at `head`, with the consumer known to be at `tail`.
-    /// The caller has checked `tail <= head <= tail + count`.
+    /// The caller has checked `tail <= head <= tail + count` and `head <= MAX_INDEX`.
     pub(crate) fn new(mem: M, head: u64, tail: u64, bytes: u64) -> Self {
         let count = mem.slot_count() as u64;
-        debug_assert!(tail <= head && head - tail <= count);
+        debug_assert!(tail <= head && head - tail <= count && head <= MAX_INDEX);
         Producer {
             head,
-            cached_tail: tail,
+            cached_tail: Self::cache_tail(tail, count),
             bytes,
             mask: count - 1,
             count,
@@ -129,6 +140,7 @@ impl<M: RingMemory> Producer<M> {
         let mask = count - 1;
         let mut head = tail;
         while head - tail < count
+            && head < MAX_INDEX
             && mem.commit((head & mask) as usize).load(Ordering::Acquire) == head + 1
         {
             head += 1;
@@ -157,8 +169,17 @@ impl<M: RingMemory> Producer<M> {
         self.head.wrapping_sub(tail) < self.count
     }
 
+    /// The tail to cache: `tail`, but never above `MAX_INDEX - count`, so the free-slot
+    /// count (`count - (head - cached_tail)`) never lets the head pass `MAX_INDEX`. This
+    /// costs the hot path nothing: near the top the ring merely looks fuller, and
+    /// [`Producer::free_slots`] reports the exhausted range when it re-reads the tail.
+    #[inline]
+    fn cache_tail(tail: u64, count: u64) -> u64 {
+        tail.min(MAX_INDEX - count)
+    }
+
     /// Free slots, reading the consumer's tail only when the cached copy shows fewer than
-    /// `wanted`.
+    /// `wanted`. A head at `MAX_INDEX` (the index range used up) is `IndexOutOfRange`.
     #[inline]
     pub(crate) fn free_slots(&mut self, wanted: u64) -> Result<u64, Corruption> {
         let free = self.count - (self.head - self.cached_tail);
@@ -168,15 +189,15 @@ impl<M: RingMemory> Producer<M> {
         // SYNC POINT with the Release store of `tail` in `Consumer::release`: the
         // consumer's reads of every slot below `tail` happen before we overwrite them.
         let tail = self.mem.tail().load(Ordering::Acquire);
-        if tail < self.cached_tail || tail > self.head {
+        if tail < self.cached_tail || tail > self.head || self.head == MAX_INDEX {
             return Err(Corruption::IndexOutOfRange {
                 head: self.head,
                 tail,
                 count: self.count,
             });
         }
-        self.cached_tail = tail;
-        Ok(self.count - (self.head - tail))
+        self.cached_tail = Self::cache_tail(tail, self.count);
+        Ok(self.count - (self.head - self.cached_tail))
     }
 
     /// Publishes `msg` if a slot is free. `Ok(false)` when the ring is full.
@@ -245,7 +266,8 @@ impl<M: RingMemory> Producer<M> {
     /// the tail derived from it) never sees `head < tail`.
     #[inline]
     fn mirror_head(&mut self, n: u64, bytes: u64) {
-        self.bytes += bytes;
+        // A statistic that starts from the mapping's (untrusted) count: it wraps.
+        self.bytes = self.bytes.wrapping_add(bytes);
         self.mem.head().store(self.head + n, Ordering::Relaxed);
         self.mem.head_bytes().store(self.bytes, Ordering::Relaxed);
     }
@@ -287,9 +309,10 @@ pub(crate) struct Consumer<M: RingMemory> {
 }
 
 impl<M: RingMemory> Consumer<M> {
-    /// A consumer continuing at `tail`.
+    /// A consumer continuing at `tail`. The caller has checked `tail <= MAX_INDEX`.
     pub(crate) fn new(mem: M, tail: u64, bytes: u64) -> Self {
         let count = mem.slot_count() as u64;
+        debug_assert!(tail <= MAX_INDEX);
         Consumer {
             tail,
             bytes,
@@ -358,7 +381,8 @@ impl<M: RingMemory> Consumer<M> {
     pub(crate) fn release(&mut self, n: u64, bytes: u64) {
         debug_assert!(n <= self.count);
         self.tail += n;
-        self.bytes += bytes;
+        // A statistic that starts from the mapping's (untrusted) count: it wraps.
+        self.bytes = self.bytes.wrapping_add(bytes);
         self.mem.tail_bytes().store(self.bytes, Ordering::Relaxed);
         // SYNC POINT with the Acquire load of `tail` in `Producer::free_slots`: our reads
         // of the released slots happen before the producer reuses them.

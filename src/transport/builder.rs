@@ -247,9 +247,10 @@ impl ChannelBuilder {
         segment::validate_name(&self.name)?;
         let config = self.session_config()?;
         let started = Instant::now();
+        // A deadline past the clock's range is no deadline.
         let deadline = match self.open_timeout {
             Timeout::Immediate => Some(started),
-            Timeout::After(d) => Some(started + d),
+            Timeout::After(d) => started.checked_add(d),
             Timeout::Never => None,
         };
         let link = loop {

@@ -8,9 +8,8 @@ use parking_lot::Mutex;
 
 use super::link::Side;
 use super::receiver::Receiver;
-use super::session::LinkEvent;
+use super::session::{LinkEvent, Session};
 use crate::error::{Error, Result};
-use crate::ring::Region;
 use crate::sync::{AtomicBool, Ordering};
 use crate::wait::{self, Timeout, Waiter};
 
@@ -23,8 +22,9 @@ pub type Callback = Box<dyn FnMut(&[u8]) + Send + 'static>;
 /// Owns the receiving half while the callback thread runs; stops and joins it on drop.
 pub(crate) struct ReceiveThread {
     stop: Arc<AtomicBool>,
-    /// The ring the thread reads; its consumer wait word is where the thread sleeps.
-    incoming: Region,
+    /// The session whose current link's incoming ring the thread reads: its consumer wait
+    /// word is where the thread sleeps (after a reconnection, on the new link's ring).
+    session: Arc<Session>,
     outcome: Arc<Mutex<Option<Error>>>,
     handle: Option<JoinHandle<()>>,
 }
@@ -36,7 +36,7 @@ impl ReceiveThread {
         mut callback: Callback,
     ) -> Result<ReceiveThread> {
         let stop = Arc::new(AtomicBool::new(false));
-        let incoming = receiver.incoming_region();
+        let session = receiver.control().session.clone();
         let outcome = Arc::new(Mutex::new(None));
         let handle = std::thread::Builder::new()
             .name(format!("shm-recv-{}", receiver.control().name()))
@@ -60,7 +60,7 @@ impl ReceiveThread {
             })?;
         Ok(ReceiveThread {
             stop,
-            incoming,
+            session,
             outcome,
             handle: Some(handle),
         })
@@ -124,8 +124,14 @@ fn run(
 impl Drop for ReceiveThread {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // The thread may sleep on its futex word: wake it so it sees the flag.
-        wait::wake_all(&self.incoming.header().consumer.wait);
+        // The thread may sleep on its futex word: wake it so it sees the flag. It sleeps on
+        // the session's current link: it moves to a new link before sleeping on it, and a
+        // reconnection wakes the old link's sleepers (which then see the new epoch, so they
+        // do not sleep there again). A link installed after this read sees the flag: the
+        // store above happens before the swap, which happens before the thread's move.
+        let (link, _) = self.session.current();
+        wait::wake_all(&link.incoming().header().consumer.wait);
+        drop(link);
         if let Some(handle) = self.handle.take() {
             // A panic in the user's callback already ended the thread; nothing to add.
             let _ = handle.join();

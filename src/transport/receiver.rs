@@ -10,7 +10,7 @@ use crossbeam_utils::CachePadded;
 
 use super::control::Control;
 use super::link::Link;
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, Result};
 use crate::ring::Region;
 use crate::ring::Consumer;
 use crate::sync::Ordering;
@@ -30,9 +30,17 @@ impl Receiver {
         let (link, epoch) = control.session.current();
         let inc = link.incoming().clone();
         let h = inc.header();
+        let tail = h.consumer.tail.load(Ordering::Relaxed);
+        if tail > crate::layout::MAX_INDEX {
+            return Err(Error::Corrupt(Corruption::IndexOutOfRange {
+                head: h.producer.head.load(Ordering::Relaxed),
+                tail,
+                count: inc.geometry().slot_count as u64,
+            }));
+        }
         let consumer = CachePadded::new(Consumer::new(
             inc.clone(),
-            h.consumer.tail.load(Ordering::Relaxed),
+            tail,
             h.consumer.bytes.load(Ordering::Relaxed),
         ));
         Ok(Receiver {
@@ -76,7 +84,7 @@ impl Receiver {
         self.sync()?;
         let len = match self.consumer.peek(0)? {
             Some(len) => len,
-            None => self.wait_for_message(timeout.into())?,
+            None => self.wait_for_message(&mut Waiter::new(timeout.into()))?,
         };
         Ok(RecvGuard {
             receiver: self,
@@ -106,7 +114,7 @@ impl Receiver {
         }
         self.sync()?;
         if self.consumer.peek(0)?.is_none() {
-            self.wait_for_message(timeout.into())?;
+            self.wait_for_message(&mut Waiter::new(timeout.into()))?;
         }
         self.drain(max, f)
     }
@@ -146,26 +154,21 @@ impl Receiver {
         self.control.session.will_reconnect()
     }
 
-    /// The region whose consumer wait word this receiver sleeps on.
-    pub(super) fn incoming_region(&self) -> Region {
-        self.consumer.memory().clone()
-    }
-
     /// Live settings and statistics.
     pub fn control(&self) -> &Control {
         &self.control
     }
 
-    /// Waits for the next message; returns its length.
+    /// Waits for the next message within `waiter`'s deadline, across a reconnection too;
+    /// returns its length.
     #[cold]
-    fn wait_for_message(&mut self, timeout: Timeout) -> Result<usize> {
-        let mut waiter = Waiter::new(timeout);
+    fn wait_for_message(&mut self, waiter: &mut Waiter) -> Result<usize> {
         loop {
             let link = &self.link;
             let consumer = &self.consumer;
             let (session, epoch) = (&self.control.session, self.epoch);
             let received = wait::next_message(
-                &mut waiter,
+                waiter,
                 &link.policy(&consumer.memory().header().consumer.wait),
                 || consumer.peek(0),
                 || link.peer_gone(),
@@ -175,7 +178,7 @@ impl Receiver {
                 Received::Message(len) => return Ok(len),
                 Received::TimedOut => return Err(Error::Timeout { full: false }),
                 Received::Gone(gone) => {
-                    self.control.session.after_gone(gone, self.epoch, timeout)?;
+                    self.control.session.after_gone(gone, self.epoch, waiter)?;
                     self.sync()?;
                 }
                 // A new link: move to it once the old ring is drained, and look again.

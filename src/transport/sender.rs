@@ -49,19 +49,21 @@ impl Sender {
     /// Before a send: on the current link, with a peer that is there. A gone peer fails
     /// the send (or waits for a reconnection, per the channel's settings) rather than
     /// letting it vanish into a ring nobody reads. Costs two loads of read-mostly words.
+    /// `waiter` is the call's one deadline, shared with [`Sender::wait_for_space`].
     #[inline]
-    fn prepare(&mut self, timeout: Timeout) -> Result<()> {
+    fn prepare(&mut self, waiter: &mut Waiter) -> Result<()> {
         self.sync()?;
         while let Some(gone) = self.link.peer_gone() {
-            self.follow(gone, timeout)?;
+            self.follow(gone, waiter)?;
         }
         Ok(())
     }
 
-    /// The peer is gone: fail, or wait for the reconnection and move to the new link.
+    /// The peer is gone: fail, or wait (within the call's deadline) for the reconnection
+    /// and move to the new link.
     #[cold]
-    fn follow(&mut self, gone: Error, timeout: Timeout) -> Result<()> {
-        self.control.session.after_gone(gone, self.epoch, timeout)?;
+    fn follow(&mut self, gone: Error, waiter: &mut Waiter) -> Result<()> {
+        self.control.session.after_gone(gone, self.epoch, waiter)?;
         self.sync()
     }
 
@@ -73,10 +75,11 @@ impl Sender {
     /// [`OnDisconnect`](super::OnDisconnect), and [`Error::Corrupt`].
     #[inline]
     pub fn send(&mut self, msg: &[u8], timeout: impl Into<Timeout>) -> Result<()> {
-        let timeout = timeout.into();
-        self.prepare(timeout)?;
+        // One deadline for the whole call, fixed lazily at its first wait.
+        let mut waiter = Waiter::new(timeout.into());
+        self.prepare(&mut waiter)?;
         if !self.producer.try_send(msg)? {
-            self.wait_for_space(timeout)?;
+            self.wait_for_space(&mut waiter)?;
             let sent = self.producer.try_send(msg)?;
             debug_assert!(sent, "space was seen and only we produce");
         }
@@ -91,11 +94,11 @@ impl Sender {
         if msgs.is_empty() {
             return Ok(0);
         }
-        let timeout = timeout.into();
-        self.prepare(timeout)?;
+        let mut waiter = Waiter::new(timeout.into());
+        self.prepare(&mut waiter)?;
         let mut n = self.producer.try_send_batch(msgs)?;
         if n == 0 {
-            self.wait_for_space(timeout)?;
+            self.wait_for_space(&mut waiter)?;
             n = self.producer.try_send_batch(msgs)?;
         }
         self.wake_consumer();
@@ -166,13 +169,13 @@ impl Sender {
         timeout: impl Into<Timeout>,
         write: impl FnOnce(&mut [u8]) -> std::result::Result<usize, E>,
     ) -> std::result::Result<(), E> {
-        let timeout = timeout.into();
-        self.prepare(timeout)?;
+        let mut waiter = Waiter::new(timeout.into());
+        self.prepare(&mut waiter)?;
         // The ring calls the writer only when a slot is free: at most once over both tries.
         let mut write = Some(write);
         let mut call = |slot: &mut [u8]| (write.take().expect("called at most once"))(slot);
         if !self.producer.try_send_with(&mut call)? {
-            self.wait_for_space(timeout)?;
+            self.wait_for_space(&mut waiter)?;
             let sent = self.producer.try_send_with(&mut call)?;
             debug_assert!(sent, "space was seen and only we produce");
         }
@@ -197,13 +200,13 @@ impl Sender {
         wait::wake_sleeper(self.link.peer_mode(), word);
     }
 
-    /// Waits for a free slot, following a reconnection if the channel is set to.
+    /// Waits for a free slot within `waiter`'s deadline, following a reconnection if the
+    /// channel is set to.
     #[cold]
-    fn wait_for_space(&mut self, timeout: Timeout) -> Result<()> {
-        let mut waiter = Waiter::new(timeout);
+    fn wait_for_space(&mut self, waiter: &mut Waiter) -> Result<()> {
         loop {
             if let Some(gone) = self.link.peer_gone() {
-                self.follow(gone, timeout)?;
+                self.follow(gone, waiter)?;
                 if self.producer.free_slots(1)? > 0 {
                     return Ok(());
                 }

@@ -17,7 +17,7 @@ use super::link::{wake_regions, Link, Side};
 use crate::error::{Error, Result};
 use crate::liveness::{Monitor, PeerChange, Watched};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use crate::wait::{Policy, Timeout, WaitMode, Waiter};
+use crate::wait::{Policy, WaitMode, Waiter};
 
 /// How side B re-attaches after side A died or closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,9 +209,10 @@ impl Session {
     }
 
     /// Decides what a call does once it found the peer gone (`gone`): fail, or wait for a
-    /// reconnection. `Ok(())` means a new link is in place: the caller moves to it and
-    /// retries.
-    pub(crate) fn after_gone(&self, gone: Error, my_epoch: u64, timeout: Timeout) -> Result<()> {
+    /// reconnection within the call's own `waiter` (the deadline it already runs under, so
+    /// the wait does not start a fresh timeout). `Ok(())` means a new link is in place: the
+    /// caller moves to it and retries.
+    pub(crate) fn after_gone(&self, gone: Error, my_epoch: u64, waiter: &mut Waiter) -> Result<()> {
         if self.config.reconnect.is_none() {
             return Err(gone);
         }
@@ -228,9 +229,10 @@ impl Session {
             wait_word: &unused,
             sleep_slice: Duration::from_millis(1),
         };
-        let mut waiter = Waiter::new(timeout);
         loop {
             if self.epoch() != my_epoch {
+                // Spin and yield afresh on the new link; the deadline stays.
+                waiter.reset();
                 return Ok(());
             }
             // The same link, its peer there again (it was never really gone): go on.

@@ -139,7 +139,9 @@ enum Phase {
 }
 
 /// One wait's state. The deadline is computed lazily, so a call that finds its ring ready
-/// at once never reads the clock.
+/// at once never reads the clock. A call makes one `Waiter` and passes it to every phase
+/// that may wait (the peer's return, free space, a message), so its timeout bounds the
+/// whole call.
 pub(crate) struct Waiter {
     timeout: Timeout,
     backoff: Backoff,
@@ -257,14 +259,25 @@ impl Waiter {
         }
     }
 
-    /// Time left before the deadline, `None` once it has passed.
+    /// Time left before the deadline, `None` once it has passed. The deadline is fixed at
+    /// the first call; one past the clock's range (`Instant + d` would overflow) is no
+    /// deadline at all: the wait becomes [`Timeout::Never`].
     fn remaining(&mut self) -> Option<Duration> {
         match self.timeout {
             Timeout::Immediate => None,
             Timeout::Never => Some(Duration::MAX),
             Timeout::After(d) => {
                 let now = Instant::now();
-                let deadline = *self.deadline.get_or_insert_with(|| now + d);
+                let deadline = match self.deadline {
+                    Some(deadline) => deadline,
+                    None => match now.checked_add(d) {
+                        Some(deadline) => *self.deadline.insert(deadline),
+                        None => {
+                            self.timeout = Timeout::Never;
+                            return Some(Duration::MAX);
+                        }
+                    },
+                };
                 deadline
                     .checked_duration_since(now)
                     .filter(|r| !r.is_zero())
@@ -422,6 +435,30 @@ mod tests {
             }
             assert!(start.elapsed() >= Duration::from_millis(5));
             assert!(rounds > 0);
+        }
+    }
+
+    #[test]
+    fn a_deadline_past_the_clock_range_is_no_deadline() {
+        for d in [
+            Duration::MAX - Duration::from_nanos(1),
+            Duration::from_secs(u64::MAX),
+            Duration::MAX,
+        ] {
+            for timeout in [Timeout::from(d), Timeout::After(d)] {
+                for (mode, poll) in [
+                    (WaitMode::Poll, 0),
+                    (WaitMode::Poll, 1),
+                    (WaitMode::Block, 0),
+                ] {
+                    let w = words(mode, poll);
+                    let mut waiter = Waiter::with_backoff(timeout, Backoff::NONE);
+                    // Enough rounds to read the clock; a ready condition ends the sleeps.
+                    for _ in 0..2 * SPINS_PER_CLOCK_CHECK {
+                        assert!(waiter.idle(&policy(&w), || true), "{timeout:?} expired");
+                    }
+                }
+            }
         }
     }
 
