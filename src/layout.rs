@@ -224,7 +224,8 @@ pub(crate) struct HeaderInit {
     pub wait_mode: [u32; 2],
 }
 
-/// Fills a zeroed header, storing `ready` last with Release.
+/// Fills a zeroed header, all but `ready`: the creator then publishes its identity and
+/// calls [`mark_ready`].
 pub(crate) fn initialize(header: &Header, init: &HeaderInit) {
     let id = &header.identity;
     let g = init.geometry;
@@ -243,9 +244,15 @@ pub(crate) fn initialize(header: &Header, init: &HeaderInit) {
         header.control.poll_us[side].store(init.poll_us[side], Ordering::Relaxed);
         header.control.wait_mode[side].store(init.wait_mode[side], Ordering::Relaxed);
     }
-    // SYNC POINT with the Acquire load of `ready` in `readiness`: every field above is
-    // visible to an opener that sees READY.
-    id.ready.store(READY, Ordering::Release);
+}
+
+/// Stores `ready` (Release), last: the header and whatever the creator wrote before (its
+/// identity) are then visible to an opener.
+pub(crate) fn mark_ready(header: &Header) {
+    // SYNC POINT with the Acquire load of `ready` in `readiness`: every field
+    // `initialize` wrote, and the creator's identity, are visible to an opener that sees
+    // READY.
+    header.identity.ready.store(READY, Ordering::Release);
 }
 
 /// What an opener finds in a mapping before validating it.

@@ -332,6 +332,13 @@ fn run(
                 Verdict::Dead if peer_lock_held(&watched) => None,
                 Verdict::Dead => Some(PeerChange::Died),
                 Verdict::Alive => None,
+                // Side A created the segments B attached to, so an A with no identity
+                // yet (it died between marking them ready and publishing it, or a word
+                // was scribbled) is still judged: by its owner lock, which the kernel
+                // drops when it dies. A B with no identity has simply not attached.
+                Verdict::Absent if watched.peer_index == 0 && peer_lock_free(&watched) => {
+                    Some(PeerChange::Died)
+                }
                 Verdict::Absent => reported, // nothing attached: no change
             }
         };
@@ -343,6 +350,15 @@ fn run(
         reported = now;
         watch.wait(period, stop_fd);
     }
+}
+
+/// Whether the peer's owner lock is known to be free (no process holds it): `false` when
+/// there is no lock to test.
+fn peer_lock_free(watched: &Watched) -> bool {
+    watched
+        .peer_owner
+        .as_ref()
+        .is_some_and(|segment| !segment.object().lock_held())
 }
 
 /// Whether the peer still holds its owner lock (it is alive, whatever its words say).

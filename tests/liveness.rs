@@ -203,3 +203,37 @@ fn a_exiting_on_a_dead_reader_leaves_no_segments() {
         }
     }
 }
+
+#[test]
+fn a_creator_that_dies_before_its_identity_is_seen_is_dead_to_b() {
+    // Side A died after marking its segments ready but before its identity (the producer
+    // block's pid) was there: B attached, sees pid 0 ("nobody attached yet") and must still
+    // learn that A is gone, from A's owner lock, instead of waiting forever.
+    use std::os::unix::fs::FileExt;
+    let name = TestName::new("early-death");
+    let mut writer = Peer::spawn("writer-a", &name);
+    writer.expect_line("created");
+    let mut b = Channel::builder(&*name).open_timeout(WAIT).open().unwrap();
+    // What a reader would find had A died before publishing: a2b's producer pid is 0
+    // (byte 144, docs/LAYOUT.md).
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(name.path(".fs.a2b"))
+        .unwrap()
+        .write_all_at(&0u32.to_ne_bytes(), 144)
+        .unwrap();
+    writer.kill();
+    let killed_at = Instant::now();
+    loop {
+        match b.recv(DETECT_WITHIN) {
+            Ok(_) => continue, // what A sent before it died
+            Err(Error::PeerDead) => break,
+            Err(e) => panic!(
+                "B got {e:?}, not PeerDead, {:?} after A died",
+                killed_at.elapsed()
+            ),
+        }
+    }
+    assert!(killed_at.elapsed() < DETECT_WITHIN);
+    assert_eq!(b.control().peer_state(), PeerState::Dead);
+}

@@ -355,6 +355,7 @@ fn shm_ring(slot_size: usize, slot_count: usize) -> (Region, Region) {
             wait_mode: [0, 0],
         },
     );
+    layout::mark_ready(producer.header());
     let opened = Segment::open(&name.0).unwrap().expect("just created");
     let consumer = Region::over_segment(Arc::new(opened), geometry);
     drop(name);

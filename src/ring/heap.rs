@@ -31,6 +31,7 @@ impl Region {
                 wait_mode: [0, 0],
             },
         );
+        layout::mark_ready(region.header());
         Ok(region)
     }
 

@@ -236,7 +236,11 @@ impl ChannelBuilder {
             segments,
             self.sleep_slice,
         );
+        // A's identity before `ready`: a B that can attach always finds it (a B that
+        // found pid 0 could not tell a dying A from one still starting).
         link.record_identity();
+        layout::mark_ready(link.a2b.header());
+        layout::mark_ready(link.b2a.header());
         let session = Session::start(link, config, self.events)?;
         Channel::assemble(session, self.callback, self.burst)
     }
