@@ -205,6 +205,18 @@ pub enum Corruption {
         /// The value meaning "not yet published".
         previous: u64,
     },
+    /// The segment was shrunk under its mapping (another process truncated the object):
+    /// the pages past its new end now read as zeros in this process (the SIGBUS guard
+    /// replaced them), and the channel carries nothing more.
+    #[error("segment `{segment}` was truncated to {size} bytes under its {mapped}-byte mapping")]
+    Truncated {
+        /// The segment's name (`<name>.fs.a2b` or `<name>.fs.b2a`).
+        segment: String,
+        /// The mapping's length (the size the segment had when it was mapped).
+        mapped: usize,
+        /// The object's size when the truncation was reported.
+        size: u64,
+    },
     /// A published slot claims a length above the slot size.
     #[error("slot length {len} exceeds the slot size {slot_size}")]
     SlotLength {

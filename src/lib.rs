@@ -71,6 +71,7 @@ not_under_loom! {
     mod liveness;
     mod ring_info;
     mod segment;
+    mod sigbus;
     mod transport;
     pub mod typed;
 

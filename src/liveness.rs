@@ -248,6 +248,9 @@ pub(crate) struct Watched {
     /// peer is declared dead only once the kernel has dropped that lock, so no scribbled
     /// identity word can make a live peer "dead".
     pub peer_owner: Option<Arc<Segment>>,
+    /// Both segments, checked each round for truncation (`fstat`), so a side asleep on a
+    /// futex learns of it within a period and a sleep slice.
+    pub segments: Vec<Arc<Segment>>,
 }
 
 /// A change in the peer's state, reported once per change by the monitor.
@@ -314,10 +317,14 @@ fn run(
     // Relaxed: see `delay_first_heartbeat`.
     let first_beat = Duration::from_micros(FIRST_BEAT_DELAY_US.load(Ordering::Relaxed));
     let started = Instant::now();
+    let mut truncated = false;
     loop {
         // Relaxed: the flag only asks the loop to end.
         if stop.load(Ordering::Relaxed) {
             return;
+        }
+        if !truncated {
+            truncated = check_truncation(&watched);
         }
         if first_beat.is_zero() || started.elapsed() >= first_beat {
             own.heartbeat.fetch_add(1, Ordering::Relaxed);
@@ -350,6 +357,30 @@ fn run(
         reported = now;
         watch.wait(period, stop_fd);
     }
+}
+
+/// Whether a segment was truncated under its mapping. When the monitor is the first to see
+/// it (`fstat`), it marks the segment, wakes every sleeper on the still-mapped wait words
+/// (they re-check and find the mark), and only then replaces the mapping by zero pages.
+fn check_truncation(watched: &Watched) -> bool {
+    let shrunk: Vec<&Arc<Segment>> = watched
+        .segments
+        .iter()
+        .filter(|s| !s.marked() && s.shrunk())
+        .collect();
+    for segment in &shrunk {
+        segment.mark_truncated();
+    }
+    if !shrunk.is_empty() {
+        for region in [&watched.own, &watched.peer] {
+            crate::wait::wake_all(&region.header().producer.wait);
+            crate::wait::wake_all(&region.header().consumer.wait);
+        }
+        for segment in &shrunk {
+            segment.zero_fill();
+        }
+    }
+    watched.segments.iter().any(|s| s.marked())
 }
 
 /// Whether the peer's owner lock is known to be free (no process holds it): `false` when

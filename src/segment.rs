@@ -21,7 +21,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::ptr::NonNull;
 
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, Result};
+use crate::sigbus;
 
 /// Longest channel name accepted: `NAME_MAX` (255) minus the `.fs.a2b` suffix.
 pub const MAX_NAME_LEN: usize = 255 - SUFFIX_LEN;
@@ -181,6 +182,8 @@ pub(crate) struct Segment {
     ptr: NonNull<u8>,
     len: usize,
     name: String,
+    /// The mapping's slot in the SIGBUS guard's registry (`None` when it was full).
+    guard: Option<usize>,
 }
 
 // SAFETY: the raw pointer is the only thing that keeps `Segment` from being Send/Sync. It
@@ -251,6 +254,7 @@ impl Segment {
             ptr: NonNull::new(ptr.cast()).expect("mmap never returns null on success"),
             len,
             name: name.to_string(),
+            guard: sigbus::register(ptr.cast(), len),
         })
     }
 
@@ -274,6 +278,62 @@ impl Segment {
         self.object.is_named_by(&self.name)
     }
 
+    /// `Some(Truncated)` once the object was found shrunk below the mapping: by the SIGBUS
+    /// guard (a fault past its end) or by `fstat` here. On first detection here the mapping
+    /// is marked and replaced by zero pages, so no later access faults. A cold-path check
+    /// (one `fstat` unless the guard's mark is already set).
+    pub(crate) fn truncation(&self) -> Option<Corruption> {
+        let marked = self.guard.is_some_and(sigbus::is_truncated);
+        let size = self.size();
+        if !marked {
+            if size >= self.len as u64 {
+                return None;
+            }
+            self.mark_truncated();
+            self.zero_fill();
+        }
+        Some(Corruption::Truncated {
+            segment: self.name.clone(),
+            mapped: self.len,
+            size,
+        })
+    }
+
+    /// Whether the SIGBUS guard (or an earlier [`Segment::truncation`]) marked this
+    /// mapping truncated: one Acquire load, no system call.
+    pub(crate) fn marked(&self) -> bool {
+        self.guard.is_some_and(sigbus::is_truncated)
+    }
+
+    /// Whether the object is now smaller than the mapping (`fstat` on our descriptor).
+    pub(crate) fn shrunk(&self) -> bool {
+        self.size() < self.len as u64
+    }
+
+    /// Marks the mapping truncated in the guard's registry (what `truncation` reports).
+    pub(crate) fn mark_truncated(&self) {
+        if let Some(slot) = self.guard {
+            sigbus::mark(slot);
+        }
+    }
+
+    /// Replaces the mapping with zero pages at the same address (after a truncation).
+    pub(crate) fn zero_fill(&self) {
+        // SAFETY: our own live mapping, exactly as `map` made it; `&self` keeps it mapped.
+        unsafe { sigbus::zero_fill(self.ptr.as_ptr(), self.len) };
+    }
+
+    /// The object's current size (`fstat` on our descriptor); 0 when it cannot be read.
+    fn size(&self) -> u64 {
+        // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: the descriptor is open and `st` is a writable `stat` on our stack.
+        if unsafe { libc::fstat(self.object.fd.as_raw_fd(), &mut st) } != 0 {
+            return 0;
+        }
+        u64::try_from(st.st_size).unwrap_or(0)
+    }
+
     /// Unlinks the segment's name only if it still names the object this segment mapped.
     pub(crate) fn remove_if_same(&self) {
         if self.is_named() {
@@ -284,6 +344,10 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        // Unregistered first: the SIGBUS guard must never zero-fill a range after munmap.
+        if let Some(slot) = self.guard {
+            sigbus::unregister(slot);
+        }
         // SAFETY: unmaps exactly the mapping `map` made; no reference into it outlives the
         // segment (regions hold an `Arc<Segment>`).
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };

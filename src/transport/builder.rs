@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::layout::{self, Geometry, HeaderInit};
 use crate::liveness::DEFAULT_DEAD_AFTER;
 use crate::ring::Region;
+use crate::sigbus;
 use crate::segment::{self, Direction, Object, Segment};
 use crate::wait::{self, Timeout, WaitMode};
 
@@ -63,6 +64,7 @@ pub struct ChannelBuilder {
     callback: Option<Callback>,
     burst: usize,
     replace_live: bool,
+    sigbus_guard: bool,
 }
 
 impl ChannelBuilder {
@@ -82,6 +84,7 @@ impl ChannelBuilder {
             callback: None,
             burst: DEFAULT_BURST,
             replace_live: false,
+            sigbus_guard: true,
         }
     }
 
@@ -122,6 +125,20 @@ impl ChannelBuilder {
     /// (50 ms); at least 1 ms.
     pub fn sleep_slice(mut self, slice: Duration) -> Self {
         self.sleep_slice = slice;
+        self
+    }
+
+    /// Whether to install the process-wide SIGBUS guard (default `true`). With it, a
+    /// process that truncates a segment under this channel's mappings no longer kills
+    /// this one with SIGBUS: the cut-off pages read as zeros and the channel's next
+    /// operation reports [`Corruption::Truncated`](crate::Corruption::Truncated). The
+    /// guard is one signal handler for the whole process, installed the first time a
+    /// channel with the switch on is created or opened; it passes every SIGBUS outside
+    /// the transport's mappings to the handler installed before it. Turn it off when the
+    /// program owns SIGBUS itself. A handler the program installs *after* the guard
+    /// replaces it, and truncation kills the process again.
+    pub fn sigbus_guard(mut self, on: bool) -> Self {
+        self.sigbus_guard = on;
         self
     }
 
@@ -192,6 +209,9 @@ impl ChannelBuilder {
         segment::validate_name(&self.name)?;
         let geometry = Geometry::new(self.slot_size, self.slot_count)?;
         let config = self.session_config()?;
+        if self.sigbus_guard {
+            sigbus::install();
+        }
         let len = usize::try_from(geometry.segment_len())
             .map_err(|_| Error::invalid("slot_count", "segment too large for this platform"))?;
         claim_name(&self.name, self.replace_live)?;
@@ -250,6 +270,9 @@ impl ChannelBuilder {
     pub fn open(self) -> Result<Channel> {
         segment::validate_name(&self.name)?;
         let config = self.session_config()?;
+        if self.sigbus_guard {
+            sigbus::install();
+        }
         let started = Instant::now();
         // A deadline past the clock's range is no deadline.
         let deadline = match self.open_timeout {

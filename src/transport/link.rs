@@ -12,6 +12,7 @@ use crate::layout::ControlBlock;
 use crate::liveness::{Monitor, ProcessIdentity};
 use crate::ring::Region;
 use crate::segment::Segment;
+use crate::sigbus;
 use crate::sync::{AtomicBool, AtomicU32, Ordering};
 use crate::wait::{self, Policy};
 
@@ -130,14 +131,38 @@ impl Link {
         // SYNC POINT with the peer's Release store in `set_control_word`.
         self.control().closed[self.side.peer() as usize].load(Ordering::Acquire) != 0
     }
-    /// Why the peer will send or read nothing more, if it will not: it closed, or died.
+    /// Why the peer will send or read nothing more, if it will not: a segment was
+    /// truncated, the peer closed, or it died. Costs one more load of a process-wide word
+    /// than the two flags: this link's truncation marks are read only once some mapping of
+    /// the process was found truncated; a gone peer's segments are checked with `fstat`
+    /// (so a truncation that closed the peer is reported as what it is).
     pub(crate) fn peer_gone(&self) -> Option<Error> {
-        if self.peer_closed() {
-            Some(Error::Closed)
+        if sigbus::any_truncated() && self.segments.iter().any(|s| s.marked()) {
+            return self.truncated();
+        }
+        let gone = if self.peer_closed() {
+            Error::Closed
         } else if self.peer_dead.load(Ordering::Acquire) {
-            Some(Error::PeerDead)
+            Error::PeerDead
         } else {
-            None
+            return None;
+        };
+        Some(self.truncated().unwrap_or(gone))
+    }
+    /// `Corrupt(Truncated)` when either segment was shrunk under its mapping (cold path:
+    /// an `fstat` per segment unless already marked).
+    pub(crate) fn truncated(&self) -> Option<Error> {
+        self.segments
+            .iter()
+            .find_map(|s| s.truncation())
+            .map(Error::Corrupt)
+    }
+    /// A corrupt value read from a truncated segment is reported as the truncation.
+    #[cold]
+    pub(crate) fn explain(&self, error: Error) -> Error {
+        match error {
+            Error::Corrupt(_) => self.truncated().unwrap_or(error),
+            other => other,
         }
     }
     /// Announces side B on a freshly attached link (at open and after each reconnection):

@@ -82,7 +82,8 @@ impl Receiver {
     #[inline]
     pub fn recv(&mut self, timeout: impl Into<Timeout>) -> Result<RecvGuard<'_>> {
         self.sync()?;
-        let len = match self.consumer.peek(0)? {
+        let peeked = self.consumer.peek(0);
+        let len = match peeked.map_err(|c| self.link.explain(c.into()))? {
             Some(len) => len,
             None => self.wait_for_message(&mut Waiter::new(timeout.into()))?,
         };
@@ -113,7 +114,8 @@ impl Receiver {
             return Ok(0);
         }
         self.sync()?;
-        if self.consumer.peek(0)?.is_none() {
+        let peeked = self.consumer.peek(0);
+        if peeked.map_err(|c| self.link.explain(c.into()))?.is_none() {
             self.wait_for_message(&mut Waiter::new(timeout.into()))?;
         }
         self.drain(max, f)
@@ -122,7 +124,8 @@ impl Receiver {
     /// Reads up to `max` messages that are already published, without waiting.
     pub(super) fn drain(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize> {
         self.sync()?;
-        let n = self.consumer.drain(max, f)?;
+        let drained = self.consumer.drain(max, f);
+        let n = drained.map_err(|c| self.link.explain(c.into()))?;
         if n > 0 {
             self.wake_producer();
         }
@@ -173,7 +176,8 @@ impl Receiver {
                 || consumer.peek(0),
                 || link.peer_gone(),
                 || session.epoch() != epoch,
-            )?;
+            )
+            .map_err(|e| link.explain(e.into()))?;
             match received {
                 Received::Message(len) => return Ok(len),
                 Received::TimedOut => return Err(Error::Timeout { full: false }),

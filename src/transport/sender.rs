@@ -78,7 +78,8 @@ impl Sender {
         // One deadline for the whole call, fixed lazily at its first wait.
         let mut waiter = Waiter::new(timeout.into());
         self.prepare(&mut waiter)?;
-        if !self.producer.try_send(msg)? {
+        let sent = self.producer.try_send(msg);
+        if !sent.map_err(|e| self.link.explain(e))? {
             self.wait_for_space(&mut waiter)?;
             let sent = self.producer.try_send(msg)?;
             debug_assert!(sent, "space was seen and only we produce");
@@ -220,7 +221,8 @@ impl Sender {
             }) {
                 return Err(Error::Timeout { full: true });
             }
-            if self.producer.free_slots(1)? > 0 {
+            let free = self.producer.free_slots(1);
+            if free.map_err(|c| self.link.explain(c.into()))? > 0 {
                 return Ok(());
             }
         }

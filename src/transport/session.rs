@@ -187,6 +187,7 @@ impl Session {
             peer_index: link.side.peer() as usize,
             dead_after: self.config.dead_after,
             peer_owner: Some(link.segments[link.side.peer() as usize].clone()),
+            segments: link.segments.to_vec(),
         };
         let session = Arc::downgrade(self);
         let weak_link = Arc::downgrade(link);
@@ -213,7 +214,8 @@ impl Session {
     /// the wait does not start a fresh timeout). `Ok(())` means a new link is in place: the
     /// caller moves to it and retries.
     pub(crate) fn after_gone(&self, gone: Error, my_epoch: u64, waiter: &mut Waiter) -> Result<()> {
-        if self.config.reconnect.is_none() {
+        // A truncated segment is not a departed peer: nothing to wait for.
+        if self.config.reconnect.is_none() || matches!(gone, Error::Corrupt(_)) {
             return Err(gone);
         }
         if self.config.on_disconnect == OnDisconnect::Fail {

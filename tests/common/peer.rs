@@ -178,3 +178,21 @@ pub fn role() -> Option<(String, String)> {
     let (role, name) = spec.split_once(':').expect("role:name");
     Some((role.to_string(), name.to_string()))
 }
+
+impl Peer {
+    /// Waits (bounded) for the child to exit, whatever its status, and returns the status.
+    pub fn wait_exit(mut self) -> std::process::ExitStatus {
+        drop(self.stdin.take());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < CHILD_LIMIT,
+                "peer did not exit in {CHILD_LIMIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5)); // polling a process exit
+        }
+    }
+}
