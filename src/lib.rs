@@ -69,8 +69,11 @@ not_under_loom! {
     pub mod inspect;
     mod layout;
     mod liveness;
+    mod ownership;
     mod ring_info;
     mod segment;
+    #[cfg(test)]
+    mod removal_tests;
     mod transport;
     pub mod typed;
 
