@@ -85,6 +85,26 @@ pub enum Error {
         pid: u32,
     },
 
+    /// A segment of the channel is not ours to use: it is not a regular file owned by our
+    /// effective uid with mode exactly 0600. Someone else created it (or changed it), so
+    /// others may read or write it, or it may not be a channel at all. Side B's open
+    /// refuses it, side A's create refuses to take it over (it is left in place), and
+    /// `remove --stale` never judges it stale. Checked with `fstat` on the open descriptor.
+    #[error(
+        "segment `{name}` is not ours: owner uid {owner_uid}, mode {mode:o} (expected a \
+         regular file owned by uid {expected_uid} with mode 0600); remove it if it is a leftover"
+    )]
+    Foreign {
+        /// The segment's name (`<channel>.fs.a2b` or `<channel>.fs.b2a`).
+        name: String,
+        /// The uid that owns it.
+        owner_uid: u32,
+        /// Its full `st_mode`: file type and permission bits, as `fstat` reports them.
+        mode: u32,
+        /// Our effective uid, the owner a segment must have.
+        expected_uid: u32,
+    },
+
     /// The receive side is owned by the callback thread, so direct receives are refused.
     #[error("this side receives through its callback thread; direct receive is not available")]
     ReceiverInUse,

@@ -101,39 +101,74 @@ pub fn inspect_channel(name: &str) -> Result<ChannelInfo> {
 }
 
 /// Whether channel `name` is stale, so that removing it harms no live creator. A channel
-/// whose side A holds its owner lock is never stale. Otherwise a channel with a readable
-/// header of this layout version is stale (the lock is authoritative there), and an
-/// unreadable one (truncated, scribbled, half created, another layout version) is stale
-/// when no process we can see maps either of its segments (`/proc/<pid>/maps`).
+/// whose side A holds its owner lock is never stale, nor is one with a segment that is not
+/// ours (another owner, or a mode other than 0600: see [`Error::Foreign`]). Otherwise a
+/// channel with a readable header of this layout version is stale (the lock is
+/// authoritative there), and an unreadable one (truncated, scribbled, half created,
+/// another layout version) is stale when no process we can see maps either of its
+/// segments (`/proc/<pid>/maps`).
 pub fn channel_is_stale(name: &str) -> Result<bool> {
-    segment::validate_name(name)?;
-    let [a2b, b2a] = [Direction::AToB, Direction::BToA].map(|d| d.segment_name(name));
-    let a2b_object = Object::open(&a2b)?;
-    if a2b_object.as_ref().is_some_and(Object::lock_held) {
-        return Ok(false);
-    }
-    if inspect_channel(name).is_ok() {
-        return Ok(true);
-    }
-    let b2a_object = Object::open(&b2a)?;
-    let inodes: Vec<u64> = [a2b_object, b2a_object]
-        .iter()
-        .flatten()
-        .map(Object::inode)
-        .collect();
-    Ok(!mapped_by_any_process(&inodes))
+    Ok(stale_segments(name)?.is_some())
 }
 
 /// Removes every stale channel (see [`channel_is_stale`]), including unreadable ones and
-/// lone segments, and returns their names.
+/// lone segments, and returns their names. A segment is unlinked only while its name
+/// still names the object judged stale, so a channel created meanwhile under the same
+/// name is left alone.
 pub fn remove_stale_channels() -> Result<Vec<String>> {
     let mut removed = Vec::new();
     for name in segment_names()? {
-        if channel_is_stale(&name)? && crate::transport::remove_channel(&name)? {
+        if remove_if_stale(&name)? {
             removed.push(name);
         }
     }
     Ok(removed)
+}
+
+/// Removes channel `name` if it is stale; `true` when a segment judged stale was removed.
+pub(crate) fn remove_if_stale(name: &str) -> Result<bool> {
+    let Some(judged) = stale_segments(name)? else {
+        return Ok(false);
+    };
+    crate::ownership::removal_window();
+    let mut removed = false;
+    for (object, direction) in judged.iter().zip([Direction::AToB, Direction::BToA]) {
+        if let Some(object) = object {
+            removed |= object.remove_if_named(&direction.segment_name(name))?;
+        }
+    }
+    Ok(removed)
+}
+
+/// The segments of channel `name` (a2b, b2a; `None` where missing), opened and judged
+/// stale, or `None` when the channel is not stale. b2a is opened first, as side A's
+/// create does (a b2a opened here never belongs to a newer a2b).
+fn stale_segments(name: &str) -> Result<Option<[Option<Object>; 2]>> {
+    segment::validate_name(name)?;
+    let [a2b, b2a] = [Direction::AToB, Direction::BToA].map(|d| d.segment_name(name));
+    let opened = Object::open(&b2a).and_then(|b| Ok((Object::open(&a2b)?, b)));
+    let (a2b_object, b2a_object) = match opened {
+        Ok(objects) => objects,
+        Err(Error::Foreign { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let objects = [a2b_object, b2a_object];
+    let named = [&a2b, &b2a];
+    if objects
+        .iter()
+        .zip(named)
+        .any(|(o, n)| o.as_ref().is_some_and(|o| o.check_ours(n).is_err()))
+    {
+        return Ok(None);
+    }
+    if objects[0].as_ref().is_some_and(Object::lock_held) {
+        return Ok(None);
+    }
+    if inspect_channel(name).is_ok() {
+        return Ok(Some(objects));
+    }
+    let inodes: Vec<u64> = objects.iter().flatten().map(Object::inode).collect();
+    Ok((!mapped_by_any_process(&inodes)).then_some(objects))
 }
 
 /// Names of the channels with at least one segment under `/dev/shm`, sorted.

@@ -69,9 +69,12 @@ not_under_loom! {
     pub mod inspect;
     mod layout;
     mod liveness;
+    mod ownership;
     mod ring_info;
     mod segment;
     mod sigbus;
+    #[cfg(test)]
+    mod removal_tests;
     mod transport;
     pub mod typed;
 

@@ -3,8 +3,9 @@
 //!
 //! Direct `shm_open` / `fstat` / `mmap` (no wrapper crate), because the descriptor is
 //! needed after mapping: the owner lock is taken on it, and `fstat` on it names the very
-//! object that was mapped. Every user of a [`Segment`] checks [`Segment::len`] against
-//! what it expects (the `layout` module does).
+//! object that was mapped (its owner, mode and identity: see the `ownership` module).
+//! Every user of a [`Segment`] checks [`Segment::len`] against what it expects (the
+//! `layout` module does).
 //!
 //! **The owner lock.** Each side holds an open-file-description lock (`fcntl(F_OFD_SETLK)`,
 //! a write lock on byte 0) on the segment it writes for as long as it is attached: side A
@@ -16,12 +17,12 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::ptr::NonNull;
 
 use crate::error::{Corruption, Error, Result};
+use crate::ownership::{Identity, Stat, SEGMENT_MODE};
 use crate::sigbus;
 
 /// Longest channel name accepted: `NAME_MAX` (255) minus the `.fs.a2b` suffix.
@@ -78,36 +79,53 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 /// An open shared-memory object, not necessarily mapped: its descriptor (which carries
-/// the owner lock) and its inode.
+/// the owner lock) and what `fstat` on it reported when it was opened.
 pub(crate) struct Object {
     fd: OwnedFd,
-    inode: u64,
-    /// The object's size when it was opened.
-    len: u64,
+    stat: Stat,
 }
 
 impl Object {
-    /// Opens existing object `name` (read-write). `Ok(None)` when it does not exist.
+    /// Opens existing object `name` (read-write). `Ok(None)` when it does not exist;
+    /// [`Error::Foreign`] when we may not open it because it is not ours (someone else's,
+    /// or our own with another mode). Does not check ownership otherwise: users of the
+    /// object call [`Object::check_ours`] (a creator's object is briefly empty and, under
+    /// a narrow umask, of another mode until its `fchmod`).
     pub(crate) fn open(name: &str) -> Result<Option<Object>> {
         match shm_open(name, libc::O_RDWR, 0) {
             Ok(fd) => Object::from_fd(name, fd).map(Some),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+                match Stat::of_name(name) {
+                    Ok(stat) => stat.check_ours(name)?,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+                    Err(_) => {}
+                }
+                Err(os("shm_open", name, e))
+            }
             Err(e) => Err(os("shm_open", name, e)),
         }
     }
 
     fn from_fd(name: &str, fd: OwnedFd) -> Result<Object> {
-        // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `fd` is open and `st` is a writable `stat` on our stack.
-        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-            return Err(os("fstat", name, io::Error::last_os_error()));
+        let stat = Stat::of(fd.as_fd()).map_err(|e| os("fstat", name, e))?;
+        Ok(Object { fd, stat })
+    }
+
+    /// [`Error::Foreign`] unless the object, as `fstat` reported it when opened, is a
+    /// regular file owned by our effective uid with mode 0600.
+    pub(crate) fn check_ours(&self, name: &str) -> Result<()> {
+        self.stat.check_ours(name)
+    }
+
+    /// Unlinks `name` only if it still names this object (see the `ownership` module's
+    /// removal window). Returns `Ok(true)` when it unlinked it.
+    pub(crate) fn remove_if_named(&self, name: &str) -> Result<bool> {
+        if self.is_named_by(name) {
+            remove(name)
+        } else {
+            Ok(false)
         }
-        Ok(Object {
-            fd,
-            inode: st.st_ino,
-            len: u64::try_from(st.st_size).unwrap_or(0),
-        })
     }
 
     /// Takes the owner lock. `Ok(false)` when another open file description holds it (a
@@ -166,12 +184,17 @@ impl Object {
 
     /// The object's inode.
     pub(crate) fn inode(&self) -> u64 {
-        self.inode
+        self.stat.id.ino()
     }
 
-    /// Whether segment name `name` refers to this object.
+    /// Whether segment name `name` refers to this object: the device and inode of what it
+    /// names now (`fstat` on a descriptor of it) are this object's.
     pub(crate) fn is_named_by(&self, name: &str) -> bool {
-        inode_of(name).ok() == Some(self.inode)
+        Stat::of_name(name).ok().map(|s| s.id) == Some(self.identity())
+    }
+
+    fn identity(&self) -> Identity {
+        self.stat.id
     }
 }
 
@@ -195,11 +218,20 @@ unsafe impl Send for Segment {}
 unsafe impl Sync for Segment {}
 
 impl Segment {
-    /// Creates segment `name` (exclusive, mode 0600) of `len` zeroed bytes. With `claim`,
-    /// takes the owner lock on it right after creating it, before sizing and mapping.
+    /// Creates segment `name` (exclusive, mode 0600 whatever the umask) of `len` zeroed
+    /// bytes. With `claim`, takes the owner lock on it right after creating it, before
+    /// sizing and mapping.
     pub(crate) fn create(name: &str, len: usize, claim: bool) -> Result<Segment> {
-        let fd = shm_open(name, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o600)
+        let fd = shm_open(name, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, SEGMENT_MODE)
             .map_err(|e| os("shm_open(O_CREAT|O_EXCL)", name, e))?;
+        // The umask narrowed the mode `shm_open` was given (0600 under umask 0277 is
+        // 0400, which a side B refuses): set it exactly, before anyone can see it sized.
+        // SAFETY: fchmod on a descriptor we own.
+        if unsafe { libc::fchmod(fd.as_raw_fd(), SEGMENT_MODE) } != 0 {
+            let err = io::Error::last_os_error();
+            let _ = remove(name);
+            return Err(os("fchmod", name, err));
+        }
         let object = Object::from_fd(name, fd)?;
         let sized = if claim && !object.try_lock().unwrap_or(false) {
             // Only an opener of this very object, in the instant since we created it, can
@@ -221,14 +253,16 @@ impl Segment {
 
     /// Opens an existing segment. `Ok(None)` when it does not exist yet, or exists but has
     /// not been sized yet (the creator is between `shm_open` and `ftruncate`).
+    /// [`Error::Foreign`] when it is not ours (see [`Object::check_ours`]).
     pub(crate) fn open(name: &str) -> Result<Option<Segment>> {
         let Some(object) = Object::open(name)? else {
             return Ok(None);
         };
-        if object.len == 0 {
+        if object.stat.len == 0 {
             return Ok(None);
         }
-        let len = usize::try_from(object.len)
+        object.check_ours(name)?;
+        let len = usize::try_from(object.stat.len)
             .map_err(|_| os("mmap", name, io::Error::from_raw_os_error(libc::EFBIG)))?;
         Segment::map(name, object, len).map(Some)
     }
@@ -336,9 +370,7 @@ impl Segment {
 
     /// Unlinks the segment's name only if it still names the object this segment mapped.
     pub(crate) fn remove_if_same(&self) {
-        if self.is_named() {
-            let _ = remove(&self.name);
-        }
+        let _ = self.object.remove_if_named(&self.name);
     }
 }
 
@@ -384,10 +416,6 @@ pub(crate) fn remove(name: &str) -> Result<bool> {
 /// The path of segment `name` under `/dev/shm`.
 pub(crate) fn path_of(name: &str) -> PathBuf {
     PathBuf::from(SHM_DIR).join(name)
-}
-
-fn inode_of(name: &str) -> io::Result<u64> {
-    std::fs::metadata(path_of(name)).map(|m| m.ino())
 }
 
 fn os_id(name: &str) -> String {

@@ -67,8 +67,8 @@ fn random_bytes_are_bad_magic() {
             x as u8
         })
         .collect();
-    std::fs::write(name.path(".fs.a2b"), &bytes).unwrap();
-    std::fs::write(name.path(".fs.b2a"), &bytes).unwrap();
+    common::write_segment(name.path(".fs.a2b"), &bytes).unwrap();
+    common::write_segment(name.path(".fs.b2a"), &bytes).unwrap();
     let c = open_corruption(&name);
     assert!(matches!(c, Corruption::BadMagic { .. }), "{c}");
     assert!(Error::Corrupt(c)
@@ -79,8 +79,8 @@ fn random_bytes_are_bad_magic() {
 #[test]
 fn truncated_file_is_too_small() {
     let name = TestName::new("truncated");
-    std::fs::write(name.path(".fs.a2b"), [1u8; 100]).unwrap();
-    std::fs::write(name.path(".fs.b2a"), [1u8; 100]).unwrap();
+    common::write_segment(name.path(".fs.a2b"), [1u8; 100]).unwrap();
+    common::write_segment(name.path(".fs.b2a"), [1u8; 100]).unwrap();
     let c = open_corruption(&name);
     assert_eq!(
         c,
@@ -95,8 +95,8 @@ fn truncated_file_is_too_small() {
 fn zeroed_file_is_not_ready_and_times_out() {
     // A creator between ftruncate and writing its header looks exactly like this.
     let name = TestName::new("zeroed");
-    std::fs::write(name.path(".fs.a2b"), [0u8; 4096]).unwrap();
-    std::fs::write(name.path(".fs.b2a"), [0u8; 4096]).unwrap();
+    common::write_segment(name.path(".fs.a2b"), [0u8; 4096]).unwrap();
+    common::write_segment(name.path(".fs.b2a"), [0u8; 4096]).unwrap();
     assert!(matches!(open(&name), Err(Error::NotFound { .. })));
     assert!(matches!(
         inspect_channel(&name),
@@ -109,8 +109,8 @@ fn zero_length_file_is_not_ready_not_corrupt() {
     // A creator between shm_open and ftruncate looks exactly like this (docs/LAYOUT.md,
     // Validation): mapping it fails with EINVAL, which means "wait", not "corrupt".
     let name = TestName::new("empty");
-    std::fs::write(name.path(".fs.a2b"), []).unwrap();
-    std::fs::write(name.path(".fs.b2a"), []).unwrap();
+    common::write_segment(name.path(".fs.a2b"), []).unwrap();
+    common::write_segment(name.path(".fs.b2a"), []).unwrap();
     assert!(matches!(open(&name), Err(Error::NotFound { .. })));
 }
 

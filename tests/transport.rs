@@ -367,8 +367,8 @@ fn close_unblocks_a_waiting_receiver_in_sleep_mode() {
 #[test]
 fn creator_removes_stale_segments_and_its_own_on_drop() {
     let name = TestName::new("stale");
-    std::fs::write(name.path(".fs.a2b"), b"stale junk").unwrap();
-    std::fs::write(name.path(".fs.b2a"), b"").unwrap();
+    common::write_segment(name.path(".fs.a2b"), b"stale junk").unwrap();
+    common::write_segment(name.path(".fs.b2a"), b"").unwrap();
     let a = Channel::builder(&*name).create().unwrap();
     let b = Channel::builder(&*name).open().unwrap();
     assert!(name.path(".fs.a2b").exists() && name.path(".fs.b2a").exists());

@@ -347,11 +347,18 @@ pub fn remove_channel(name: &str) -> Result<bool> {
 
 /// Side A, before creating: frees the name. A channel whose side A is alive (its owner
 /// lock on a2b is held) is refused with [`Error::SideInUse`] unless `replace_live`; a
-/// stale one is removed. Taking a dead creator's lock first means no one else judges that
-/// channel alive or stale in the meantime.
+/// stale one is removed, but only a segment of ours ([`Error::Foreign`] otherwise, and
+/// nothing is removed) and only while its name still names what was opened and judged
+/// here (a concurrent creator that took the name keeps it). b2a is opened before a2b, so
+/// a b2a opened here belongs to the a2b judged here or to an older channel, never to a
+/// newer one. Taking a dead creator's lock first means no one else judges that channel
+/// alive or stale in the meantime.
 fn claim_name(name: &str, replace_live: bool) -> Result<()> {
-    let a2b = Direction::AToB.segment_name(name);
-    if let Some(old) = Object::open(&a2b)? {
+    let [a2b, b2a] = [Direction::AToB, Direction::BToA].map(|d| d.segment_name(name));
+    let old_b2a = Object::open(&b2a)?;
+    let old_a2b = Object::open(&a2b)?;
+    crate::ownership::removal_window();
+    if let Some(old) = &old_a2b {
         let free = old.try_lock().map_err(|source| Error::Os {
             op: "F_OFD_SETLK",
             name: a2b.clone(),
@@ -364,11 +371,23 @@ fn claim_name(name: &str, replace_live: bool) -> Result<()> {
                 pid: old.read_u32(layout::PRODUCER_PID_OFFSET).unwrap_or(0),
             });
         }
-        if old.is_named_by(&a2b) {
-            segment::remove(&a2b)?;
+        old.check_ours(&a2b)?;
+    }
+    if let Some(old) = &old_b2a {
+        old.check_ours(&b2a)?;
+    }
+    if let Some(old) = &old_a2b {
+        if !old.remove_if_named(&a2b)? {
+            return Err(Error::Os {
+                op: "create (the name was taken by a concurrent creator)",
+                name: name.to_string(),
+                source: std::io::Error::from_raw_os_error(libc::EEXIST),
+            });
         }
     }
-    segment::remove(&Direction::BToA.segment_name(name))?;
+    if let Some(old) = &old_b2a {
+        old.remove_if_named(&b2a)?;
+    }
     Ok(())
 }
 

@@ -40,6 +40,23 @@ impl Drop for TestName {
     }
 }
 
+/// Writes a segment file as side A creates one: mode 0600, owned by us (any other mode or
+/// owner is refused with `Error::Foreign` before its bytes are looked at).
+pub fn write_segment(
+    path: impl AsRef<std::path::Path>,
+    bytes: impl AsRef<[u8]>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes.as_ref())
+}
+
 /// Deterministic message `i` of a stream: a length in `0..=max_len` and bytes derived
 /// from `i`, so a receiver can check loss, duplication, reordering and contents.
 pub fn message(stream: u64, i: u64, max_len: usize, buf: &mut Vec<u8>) {
