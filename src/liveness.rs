@@ -338,6 +338,20 @@ fn run(
             match watch.check(peer, &me) {
                 Verdict::Dead if peer_lock_held(&watched) => None,
                 Verdict::Dead => Some(PeerChange::Died),
+                // An attached peer whose owner lock is free has exited (the kernel drops
+                // the lock with its last descriptor) or is closing: a closing side stores
+                // its closed flag before it unlocks, so a second look at the flag tells
+                // the two apart. This sees a death within one round even where only the
+                // heartbeat would (across pid namespaces: a whole threshold).
+                Verdict::Alive if peer_lock_free(&watched) => {
+                    // SYNC POINT with the peer's Release store of its closed flag, made
+                    // before its unlock (`Link::close`), which our lock test observed.
+                    if closed.load(Ordering::Acquire) != 0 {
+                        Some(PeerChange::Closed)
+                    } else {
+                        Some(PeerChange::Died)
+                    }
+                }
                 Verdict::Alive => None,
                 // Side A created the segments B attached to, so an A with no identity
                 // yet (it died between marking them ready and publishing it, or a word

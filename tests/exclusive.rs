@@ -79,12 +79,22 @@ fn a_second_open_of_side_b_in_one_process_is_refused() {
 #[test]
 fn a_second_open_of_side_b_from_another_process_is_refused_until_the_owner_dies() {
     let name = TestName::new("excl-b2");
-    let mut a = Channel::builder(&*name).slot_count(8).create().unwrap();
+    let (tx, events) = mpsc::channel();
+    let mut a = Channel::builder(&*name)
+        .slot_count(8)
+        .on_event(move |e| {
+            let _ = tx.send(e);
+        })
+        .create()
+        .unwrap();
     let owner = start("idle-b", &name, "attached");
     assert_in_use(Channel::builder(&*name).open(), "B", owner.pid());
     owner.kill_and_reap();
-    // The kernel dropped the dead owner's lock: a new opener takes the side over.
+    assert_eq!(events.recv_timeout(WAIT), Ok(LinkEvent::PeerDead));
+    // The kernel dropped the dead owner's lock: a new opener takes the side over, and A's
+    // sends go on once its monitor has seen the new B (within one liveness round).
     let mut b = Channel::builder(&*name).open().unwrap();
+    assert_eq!(events.recv_timeout(WAIT), Ok(LinkEvent::PeerAttached));
     a.send(b"taken over", WAIT).unwrap();
     assert_eq!(&*b.recv(WAIT).unwrap(), b"taken over");
 }

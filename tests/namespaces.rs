@@ -186,6 +186,35 @@ fn a_silent_peer_that_holds_its_lock_is_alive_and_dead_once_killed() {
     assert_eq!(a.control().peer_state(), PeerState::Dead);
 }
 
+#[test]
+fn a_killed_peer_in_another_namespace_is_dead_before_its_heartbeat_threshold() {
+    // Across pid namespaces the heartbeat alone would take the whole threshold (5 s here);
+    // the peer's owner lock, dropped by the kernel when it dies, tells at once (within a
+    // monitor round, a quarter of the threshold).
+    let threshold = Duration::from_secs(5);
+    let name = TestName::new("ns-lockdeath");
+    let (tx, events) = mpsc::channel();
+    let _a = Channel::builder(&*name)
+        .dead_after(threshold)
+        .on_event(move |e| {
+            let _ = tx.send((monotonic_ns(), e));
+        })
+        .create()
+        .unwrap();
+    let Some(mut b) = Peer::spawn_in_new_pid_namespace("late-b", &name) else {
+        return;
+    };
+    b.expect_value("attached");
+    let killed = monotonic_ns();
+    b.kill();
+    let dead_at = expect_event(&events, |e| *e == LinkEvent::PeerDead);
+    let after = Duration::from_nanos(dead_at.saturating_sub(killed));
+    assert!(
+        after < threshold / 2,
+        "a killed B in another namespace seen dead {after:?} after the kill (threshold {threshold:?})"
+    );
+}
+
 /// Starts side A (in a new pid namespace if `new_ns`); returns it and when its channel
 /// existed (monotonic ns).
 fn start_a(name: &str, new_ns: bool) -> Option<(Peer, u64)> {
