@@ -285,7 +285,11 @@ fn measure(new_ns: bool, rounds: usize, retry: Duration) -> Option<()> {
         } else {
             "same pid namespace"
         },
-        if new_ns { "heartbeat" } else { "pidfd" },
+        if new_ns {
+            "owner lock and heartbeat"
+        } else {
+            "pidfd"
+        },
         capnp_shm_transport::DEFAULT_DEAD_AFTER,
     );
     percentiles("kill -9 to PeerDead", detection);
