@@ -81,7 +81,7 @@ not_under_loom! {
     pub use segment::{validate_name, Direction, MAX_NAME_LEN};
     pub use transport::{
         remove_channel, Callback, Channel, ChannelBuilder, Control, DirectionStats, EventCallback,
-        LinkEvent, OnDisconnect, PeerState, Receiver, ReconnectPolicy, RecvGuard, Sender, Side, Stats,
+        LinkEvent, OnDisconnect, PeerState, Receiver, ReconnectPolicy, RecvGuard, Sender, Side, Stats, Trust,
         DEFAULT_BURST, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE,
     };
     pub use typed::{MessageGuard, OnReceiveMessage, RecvMessage, SendMessage, SlotSegments};
