@@ -16,6 +16,7 @@ mod common;
 mod demo_capnp;
 
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -260,4 +261,82 @@ fn hostile_writer_against_the_receive_thread() {
     run.finish();
     drop(b);
     assert!(valid > 0 && decode_errors > 0);
+}
+
+/// Writes `len` bytes of 0xEE over slot `slot`'s payload of channel `name`'s a2b ring.
+fn scribble(name: &TestName, slot: usize, len: usize) {
+    let stride = Geometry::new(SLOT, SLOTS).unwrap().slot_stride;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(name.path(".fs.a2b"))
+        .unwrap();
+    let offset = HEADER + slot * stride + SLOT_HEADER;
+    file.write_all_at(&vec![0xEE; len], offset as u64).unwrap();
+}
+
+const WAIT: Duration = Duration::from_secs(5);
+
+#[test]
+fn untrusted_receives_hand_out_private_copies() {
+    let name = TestName::new("untrusted-copy");
+    let mut a = Channel::builder(&*name)
+        .slot_size(SLOT)
+        .slot_count(SLOTS)
+        .create()
+        .unwrap();
+    let mut b = receiving(&name).open().unwrap();
+    // recv: the guard's bytes do not change when the slot does.
+    a.send(b"message0", WAIT).unwrap();
+    let msg = b.recv(WAIT).unwrap();
+    scribble(&name, 0, 8);
+    assert_eq!(&*msg, b"message0");
+    drop(msg);
+    // recv_batch hands the callback the copy.
+    a.send(b"message1", WAIT).unwrap();
+    let n = b
+        .recv_batch(4, WAIT, |m| {
+            scribble(&name, 1, 8);
+            assert_eq!(m, b"message1");
+        })
+        .unwrap();
+    assert_eq!(n, 1);
+    // The typed layer decodes the copy.
+    a.send_message(&sample(7), WAIT).unwrap();
+    let msg = b.recv_message(WAIT).unwrap();
+    scribble(&name, 2, SLOT);
+    let s = msg.root::<sample::Owned>().unwrap();
+    assert_eq!((s.get_seq(), s.get_payload().unwrap()), (7, &[7u8; 40][..]));
+    drop(msg);
+    // recv_into.
+    a.send(b"message3", WAIT).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(b.recv_into(&mut buf, WAIT).unwrap(), 8);
+    assert_eq!(buf, b"message3");
+    // The slot is released when the copy is made: with a guard held, the peer can fill
+    // the whole ring.
+    a.send(b"message4", WAIT).unwrap();
+    let msg = b.recv(WAIT).unwrap();
+    for i in 0..SLOTS {
+        a.send(&[i as u8], Duration::ZERO).unwrap();
+    }
+    assert_eq!(&*msg, b"message4");
+}
+
+#[test]
+fn cooperating_receives_are_in_place() {
+    let name = TestName::new("cooperating-in-place");
+    let mut a = Channel::builder(&*name)
+        .slot_size(SLOT)
+        .slot_count(SLOTS)
+        .create()
+        .unwrap();
+    let mut b = Channel::builder(&*name)
+        .open_timeout(WAIT)
+        .trust(Trust::Cooperating)
+        .open()
+        .unwrap();
+    a.send(b"message0", WAIT).unwrap();
+    let msg = b.recv(WAIT).unwrap();
+    scribble(&name, 0, 8);
+    assert_eq!(&*msg, &[0xEE; 8], "zero copy: the guard reads the slot");
 }
