@@ -8,13 +8,17 @@
 //!   the send path does no heap allocation.
 //! - Receiving ([`RecvMessage::recv_message`]) lends a [`MessageGuard`] that derefs to a
 //!   [`capnp::message::Reader`] over the slot's bytes, without copying or allocating;
-//!   dropping the guard releases the slot.
+//!   dropping the guard releases the slot. With
+//!   [`Trust::Untrusted`](crate::Trust::Untrusted) the reader is over the receiver's
+//!   private copy of the slot instead (one copy, no allocation), same API.
 //! - [`OnReceiveMessage::on_receive_message`] gives the receive thread's callback a reader
 //!   per message (or the decode error for a malformed one).
 //!
-//! Slot bytes are untrusted. The segment table is parsed once into process-local bounds
-//! ([`SlotSegments`]), so later changes to the slot by a misbehaving peer cannot move a
-//! segment outside the slot; the reader enforces the traversal and nesting limits of its
+//! Slot bytes are untrusted. The segment table is parsed once (each word read once) into
+//! process-local bounds ([`SlotSegments`]), so changes to the slot by a misbehaving peer
+//! cannot move a segment outside the slot. In cooperating mode capnp itself still reads
+//! some words of the slot twice, which a peer writing the slot meanwhile can exploit;
+//! untrusted mode decodes a private copy, whose bytes nobody else writes. The reader enforces the traversal and nesting limits of its
 //! [`ReaderOptions`], so pointer loops, deep nesting or huge claimed sizes give an
 //! [`Error::Decode`], never a panic, a hang or an out-of-bounds read.
 //!
@@ -142,8 +146,9 @@ impl SendMessage for Channel {
 /// a segment reach outside it. Parsing allocates nothing.
 ///
 /// The bytes are either borrowed ([`SlotSegments::parse`], [`read_slot`]) or, for
-/// [`RecvMessage::recv_message`], a received slot that these segments own: it is released
-/// when they drop, so a reader over them never outlives its slot.
+/// [`RecvMessage::recv_message`], a received message that these segments own (its slot,
+/// released when they drop, so a reader over them never outlives it; or, in untrusted
+/// mode, the receiver's private copy).
 pub struct SlotSegments<'a> {
     /// The whole slot payload (the message and any bytes after it).
     bytes: SlotBytes<'a>,
