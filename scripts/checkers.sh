@@ -40,7 +40,7 @@ run_asan() {
   have_nightly || { echo "no nightly toolchain: AddressSanitizer skipped"; return 0; }
   RUSTFLAGS="-Zsanitizer=address" cargo +nightly test -p capnp-shm-transport -q --target x86_64-unknown-linux-gnu \
     --target-dir target/asan --lib --test cross_process --test transport --test hostile \
-    --test blocking --test liveness
+    --test blocking --test liveness --test untrusted
 }
 
 run_fuzz() {
@@ -50,7 +50,7 @@ run_fuzz() {
   (
     cd fuzz
     cargo +nightly fuzz build -O
-    for target in segment ring typed_slot; do
+    for target in segment ring typed_slot untrusted_recv; do
             work=$(mktemp -d)
       status=0
       cargo +nightly fuzz run -O "$target" "$work" "corpus/$target" -- \

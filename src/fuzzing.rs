@@ -5,7 +5,7 @@
 
 use crate::layout::{self, Readiness, HEADER_SIZE};
 use crate::ring::Region;
-use crate::ring::{Consumer, Producer, RingMemory};
+use crate::ring::{Consumer, PrivateCopy, Producer, RingMemory};
 use crate::segment::Direction;
 use crate::sync::Ordering;
 
@@ -71,6 +71,88 @@ fn exercise(region: Region, tail: u64) {
 
 fn consumer_tail(consumer: &Consumer<Region>) -> u64 {
     consumer.memory().tail().load(Ordering::Relaxed)
+}
+
+/// Untrusted-mode receive against a concurrent mutator. `bytes` is a message length
+/// (u16, at most the 256-byte slot), that many message bytes, then `(offset: u16, value:
+/// u64)` pairs. The message is published in each slot of a small ring; a mutator thread
+/// keeps writing the pairs' words over the slots (payloads, lengths, commit words) while
+/// the consumer copies each message out as untrusted mode does, decodes the copy as a
+/// `Sample` and reads every field twice: the readings must agree (the copy is private),
+/// and nothing may panic or read outside the ring. The inputs are deterministic; only the
+/// interleaving varies, and the property holds for every interleaving.
+pub fn untrusted_recv(bytes: &[u8]) {
+    use crate::sync::AtomicBool;
+    const SLOT: usize = 256;
+    let Some((len, rest)) = bytes.split_first_chunk::<2>() else {
+        return;
+    };
+    let len = (u16::from_le_bytes(*len) as usize).min(SLOT).min(rest.len());
+    let (message, pokes) = rest.split_at(len);
+    let Ok(region) = Region::heap(SLOT, 4) else {
+        return;
+    };
+    let slots = region.geometry().slot_count * region.geometry().slot_stride;
+    let mut producer = Producer::new(region.clone(), 0, 0, 0);
+    while matches!(producer.try_send(message), Ok(true)) {}
+    let mut consumer = Consumer::new(region.clone(), 0, 0);
+    let mut copy = PrivateCopy::new(SLOT);
+    let (started, done) = (AtomicBool::new(false), AtomicBool::new(false));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // Relaxed: these flags only pace the two threads; no data is published.
+            started.store(true, Ordering::Relaxed);
+            let mut flip = 0;
+            while !done.load(Ordering::Relaxed) {
+                for pair in pokes.chunks_exact(10) {
+                    let offset = (u16::from_le_bytes([pair[0], pair[1]]) as usize % slots) & !7;
+                    let value = u64::from_le_bytes(pair[2..10].try_into().expect("8 bytes"));
+                    region.poke_u64(HEADER_SIZE + offset, value ^ flip);
+                }
+                flip = !flip;
+            }
+        });
+        // Decode while the mutator runs (it starts within microseconds).
+        while !started.load(Ordering::Relaxed) {
+            crate::sync::thread::yield_now();
+        }
+        // Stops the mutator even if decoding panics (the finding), so the scope ends.
+        let _stop = StopOnDrop(&done);
+        let _ = consumer.drain_copied(4, &mut copy, decode_twice);
+    });
+}
+
+/// Sets its flag when dropped (Relaxed: the flag only asks a loop to end).
+struct StopOnDrop<'a>(&'a crate::sync::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Decodes `bytes` as a `Sample` and reads every field twice; panics if they differ.
+fn decode_twice(bytes: &[u8]) {
+    use crate::demo_capnp::sample;
+    let Ok(reader) = crate::typed::read_slot(bytes, crate::typed::default_reader_options())
+    else {
+        return;
+    };
+    let Ok(s) = reader.get_root::<sample::Reader<'_>>() else {
+        return;
+    };
+    let read = || {
+        (
+            s.get_seq(),
+            s.get_sent_ns(),
+            s.get_payload().map(<[u8]>::to_vec).ok(),
+            s.get_control().which().is_ok(),
+        )
+    };
+    let first = read();
+    for _ in 0..8 {
+        assert_eq!(first, read(), "a private copy changed while it was decoded");
+    }
 }
 
 /// `bytes` as one slot's payload, decoded through the typed receive path as the demo's

@@ -42,7 +42,9 @@
 //!
 //! Shared memory is untrusted input: every index, length and flag read from it is
 //! validated, and a bad value is an [`Error::Corrupt`], never undefined behaviour or an
-//! out-of-bounds access.
+//! out-of-bounds access. Against a peer that rewrites a slot while it is read, that holds
+//! with [`Trust::Untrusted`] (each message copied once); the default,
+//! [`Trust::Cooperating`], reads in place (see README, "Trust").
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, unreachable_pub, clippy::undocumented_unsafe_blocks)]
@@ -85,7 +87,7 @@ not_under_loom! {
     pub use segment::{validate_name, Direction, MAX_NAME_LEN};
     pub use transport::{
         remove_channel, Callback, Channel, ChannelBuilder, Control, DirectionStats, EventCallback,
-        LinkEvent, OnDisconnect, PeerState, Receiver, ReconnectPolicy, RecvGuard, Sender, Side, Stats,
+        LinkEvent, OnDisconnect, PeerState, Receiver, ReconnectPolicy, RecvGuard, Sender, Side, Stats, Trust,
         DEFAULT_BURST, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE,
     };
     pub use typed::{MessageGuard, OnReceiveMessage, RecvMessage, SendMessage, SlotSegments};

@@ -8,13 +8,17 @@
 //!   the send path does no heap allocation.
 //! - Receiving ([`RecvMessage::recv_message`]) lends a [`MessageGuard`] that derefs to a
 //!   [`capnp::message::Reader`] over the slot's bytes, without copying or allocating;
-//!   dropping the guard releases the slot.
+//!   dropping the guard releases the slot. With
+//!   [`Trust::Untrusted`](crate::Trust::Untrusted) the reader is over the receiver's
+//!   private copy of the slot instead (one copy, no allocation), same API.
 //! - [`OnReceiveMessage::on_receive_message`] gives the receive thread's callback a reader
 //!   per message (or the decode error for a malformed one).
 //!
-//! Slot bytes are untrusted. The segment table is parsed once into process-local bounds
-//! ([`SlotSegments`]), so later changes to the slot by a misbehaving peer cannot move a
-//! segment outside the slot; the reader enforces the traversal and nesting limits of its
+//! Slot bytes are untrusted. The segment table is parsed once (each word read once) into
+//! process-local bounds ([`SlotSegments`]), so changes to the slot by a misbehaving peer
+//! cannot move a segment outside the slot. In cooperating mode capnp itself still reads
+//! some words of the slot twice, which a peer writing the slot meanwhile can exploit;
+//! untrusted mode decodes a private copy, whose bytes nobody else writes. The reader enforces the traversal and nesting limits of its
 //! [`ReaderOptions`], so pointer loops, deep nesting or huge claimed sizes give an
 //! [`Error::Decode`], never a panic, a hang or an out-of-bounds read.
 //!
@@ -142,8 +146,9 @@ impl SendMessage for Channel {
 /// a segment reach outside it. Parsing allocates nothing.
 ///
 /// The bytes are either borrowed ([`SlotSegments::parse`], [`read_slot`]) or, for
-/// [`RecvMessage::recv_message`], a received slot that these segments own: it is released
-/// when they drop, so a reader over them never outlives its slot.
+/// [`RecvMessage::recv_message`], a received message that these segments own (its slot,
+/// released when they drop, so a reader over them never outlives it; or, in untrusted
+/// mode, the receiver's private copy).
 pub struct SlotSegments<'a> {
     /// The whole slot payload (the message and any bytes after it).
     bytes: SlotBytes<'a>,
@@ -213,15 +218,30 @@ type Table = ([(u32, u32); MAX_SEGMENTS], usize);
 /// Parses and checks the segment table at the start of `bytes` (see
 /// [`SlotSegments::parse`]).
 fn parse_table(bytes: &[u8], options: &ReaderOptions) -> Result<Table> {
-    let decode = |kind| Error::Decode(capnp::Error::from_kind(kind));
     if bytes.as_ptr() as usize % WORD != 0 {
         return Err(decode(ErrorKind::UnalignedSegment));
     }
-    let available_words = bytes.len() / WORD;
-    let word_at = |i: usize| -> Option<u32> {
+    table_from_words(bytes.len(), options, |i| {
         let b = bytes.get(i * 4..i * 4 + 4)?;
         Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
+    })
+}
+
+/// An [`Error::Decode`] of `kind`.
+fn decode(kind: ErrorKind) -> Error {
+    Error::Decode(capnp::Error::from_kind(kind))
+}
+
+/// The segment table of a framed message of `len` bytes whose `i`-th little-endian u32 is
+/// `word_at(i)` (`None` past the end). Each table word is read once: the bounds are
+/// computed from the values read, so a table that changes while it is parsed can give
+/// wrong segments, never segments outside the `len` bytes.
+fn table_from_words(
+    len: usize,
+    options: &ReaderOptions,
+    mut word_at: impl FnMut(usize) -> Option<u32>,
+) -> Result<Table> {
+    let available_words = len / WORD;
     let Some(first) = word_at(0) else {
         return Err(decode(ErrorKind::MessageEndsPrematurely(
             1,
@@ -240,12 +260,14 @@ fn parse_table(bytes: &[u8], options: &ReaderOptions) -> Result<Table> {
             available_words,
         )));
     }
-    let mut bounds = [(0u32, 0u32); MAX_SEGMENTS];
+    // Each segment's length in words, read once: the checks below and the bounds are
+    // computed from these values only.
+    let mut lens = [0u32; MAX_SEGMENTS];
     // Word offsets; at most MAX_SEGMENTS * (u32::MAX + 1) + table, fits in u64.
     let mut total_words: u64 = 0;
-    for i in 0..count {
-        let words = word_at(i + 1).expect("inside the table checked above");
-        total_words += u64::from(words);
+    for (i, words) in lens.iter_mut().enumerate().take(count) {
+        *words = word_at(i + 1).expect("inside the table checked above");
+        total_words += u64::from(*words);
     }
     if let Some(limit) = options.traversal_limit_in_words {
         if total_words > limit as u64 {
@@ -264,11 +286,11 @@ fn parse_table(bytes: &[u8], options: &ReaderOptions) -> Result<Table> {
     // Everything below fits in `bytes`, whose length fits in usize; the slot size is
     // at most MAX_SLOT_SIZE (< 4 GiB), but check the u32 conversion anyway.
     let to_u32 = |v: usize| u32::try_from(v).map_err(|_| decode(ErrorKind::MessageSizeOverflow));
+    let mut bounds = [(0u32, 0u32); MAX_SEGMENTS];
     let mut start = table_words * WORD;
-    for (i, bound) in bounds.iter_mut().enumerate().take(count) {
-        let len = word_at(i + 1).expect("inside the table checked above") as usize * WORD;
-        let end = start + len;
-        debug_assert!(end <= bytes.len());
+    for (bound, &words) in bounds.iter_mut().zip(&lens).take(count) {
+        let end = start + words as usize * WORD;
+        debug_assert!(end <= len);
         *bound = (to_u32(start)?, to_u32(end)?);
         start = end;
     }
@@ -388,5 +410,32 @@ impl OnReceiveMessage for ChannelBuilder {
         mut callback: impl FnMut(Result<Reader<SlotSegments<'_>>>) + Send + 'static,
     ) -> Self {
         self.on_receive(move |bytes| callback(read_slot(bytes, options)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table whose segment length grows between two reads of the same word (a peer
+    /// writing the slot while it is parsed) must still give segments inside the slot,
+    /// each table word being read once.
+    #[test]
+    fn table_words_are_read_once() {
+        let len = 64; // 8 words: the table (1) + one segment of up to 7
+        let mut reads = [0u32; 2];
+        let table = table_from_words(len, &default_reader_options(), |i| {
+            let word = match i {
+                0 => 0,                                  // one segment
+                1 if reads[1] == 0 => 2,                 // first read: 2 words
+                1 => 1000,                               // later reads: far past the slot
+                _ => return None,
+            };
+            reads[i] += 1;
+            Some(word)
+        });
+        assert_eq!(reads, [1, 1], "each table word read once");
+        let (bounds, count) = table.unwrap();
+        assert_eq!((count, bounds[0]), (1, (8, 24)));
     }
 }

@@ -9,10 +9,11 @@ use std::path::Path;
 use capnp_shm_transport::fuzzing;
 
 type Target = fn(&[u8]);
-const TARGETS: [(&str, Target); 3] = [
+const TARGETS: [(&str, Target); 4] = [
     ("segment", fuzzing::segment),
     ("ring", fuzzing::ring),
     ("typed_slot", fuzzing::typed_slot),
+    ("untrusted_recv", fuzzing::untrusted_recv),
 ];
 
 fn inputs(dir: &Path) -> Vec<Vec<u8>> {

@@ -34,12 +34,16 @@ use crate::error::{Corruption, Error, Result};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 #[cfg(not(loom))]
+mod copy;
+#[cfg(not(loom))]
 mod heap;
 #[cfg(not(loom))]
 mod region;
 #[cfg(not(loom))]
 mod shm;
 
+#[cfg(not(loom))]
+pub(crate) use copy::PrivateCopy;
 #[cfg(not(loom))]
 pub(crate) use region::Region;
 #[cfg(not(loom))]

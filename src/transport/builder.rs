@@ -10,6 +10,7 @@ use super::channel::Channel;
 use super::control::poll_to_us;
 use super::link::{Link, Side};
 use super::receive_thread::Callback;
+use super::receiver::Trust;
 use super::session::{
     EventCallback, LinkEvent, OnDisconnect, ReconnectPolicy, Session, SessionConfig,
 };
@@ -65,6 +66,7 @@ pub struct ChannelBuilder {
     burst: usize,
     replace_live: bool,
     sigbus_guard: bool,
+    trust: Trust,
 }
 
 impl ChannelBuilder {
@@ -85,6 +87,7 @@ impl ChannelBuilder {
             burst: DEFAULT_BURST,
             replace_live: false,
             sigbus_guard: true,
+            trust: Trust::default(),
         }
     }
 
@@ -202,6 +205,15 @@ impl ChannelBuilder {
         self
     }
 
+    /// How far this side's receiver trusts the peer's writes to the slots it reads.
+    /// Default [`Trust::Cooperating`] (zero copy); [`Trust::Untrusted`] copies each
+    /// message once into private memory before anything reads it. Applies to direct
+    /// receives, the receive thread and the typed layer alike.
+    pub fn trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
+        self
+    }
+
     /// Side A: removes any stale segments of this name (refusing a live channel unless
     /// [`ChannelBuilder::replace_live`]), creates both fresh (mode 0600), takes side A's
     /// owner lock, writes their headers and marks them ready last.
@@ -262,7 +274,7 @@ impl ChannelBuilder {
         layout::mark_ready(link.a2b.header());
         layout::mark_ready(link.b2a.header());
         let session = Session::start(link, config, self.events)?;
-        Channel::assemble(session, self.callback, self.burst)
+        Channel::assemble(session, self.callback, self.burst, self.trust)
     }
 
     /// Side B: waits up to the open timeout for side A's segments, validates both headers
@@ -299,7 +311,7 @@ impl ChannelBuilder {
         };
         link.announce(config.poll_us, config.wait_mode);
         let session = Session::start(link, config, self.events)?;
-        Channel::assemble(session, self.callback, self.burst)
+        Channel::assemble(session, self.callback, self.burst, self.trust)
     }
 
     /// Checks the settings both sides share and packs them for the session.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::control::Control;
 use super::receive_thread::{Callback, ReceiveThread};
-use super::receiver::{Receiver, RecvGuard};
+use super::receiver::{Receiver, RecvGuard, Trust};
 use super::sender::Sender;
 use super::session::Session;
 use crate::error::{Error, Result};
@@ -40,10 +40,11 @@ impl Channel {
         session: Arc<Session>,
         callback: Option<Callback>,
         burst: usize,
+        trust: Trust,
     ) -> Result<Channel> {
         let control = Control::new(session);
         let sender = Sender::new(control.clone())?;
-        let receiver = Receiver::new(control)?;
+        let receiver = Receiver::new(control, trust)?;
         let (receiver, receive_thread) = match callback {
             None => (Some(receiver), None),
             Some(cb) => (None, Some(ReceiveThread::spawn(receiver, burst, cb)?)),

@@ -30,6 +30,6 @@ pub use channel::Channel;
 pub use control::{Control, DirectionStats, PeerState, Stats};
 pub use link::Side;
 pub use receive_thread::Callback;
-pub use receiver::{Receiver, RecvGuard};
+pub use receiver::{Receiver, RecvGuard, Trust};
 pub use sender::Sender;
 pub use session::{EventCallback, LinkEvent, OnDisconnect, ReconnectPolicy};

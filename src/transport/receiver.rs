@@ -12,9 +12,25 @@ use super::control::Control;
 use super::link::Link;
 use crate::error::{Corruption, Error, Result};
 use crate::ring::Region;
-use crate::ring::Consumer;
+use crate::ring::{Consumer, PrivateCopy};
 use crate::sync::Ordering;
 use crate::wait::{self, Received, Timeout, Waiter};
+
+/// How far a receiver trusts the peer's writes to the slots it reads (see README, "Trust").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Trust {
+    /// The peer follows the protocol: it does not write a slot between publishing it and
+    /// getting it back. Messages are read in place (zero copy). A peer that breaks this
+    /// can make the bytes change while they are read, and Cap'n Proto's reader, which
+    /// reads some words twice, read outside the slot. The default.
+    #[default]
+    Cooperating,
+    /// The peer may write anything at any time. Each message is copied once from its slot
+    /// into private, 8-byte-aligned memory (one buffer per receiver, no allocation per
+    /// message) by raw-pointer reads, its slot is released, and everything handed out
+    /// (bytes, Cap'n Proto readers) is over the copy, which no peer can change.
+    Untrusted,
+}
 
 /// The receiving half: reads messages from this side's incoming ring.
 pub struct Receiver {
@@ -23,10 +39,14 @@ pub struct Receiver {
     epoch: u64,
     /// The consumer's hot local state, on cache lines of its own (see [`Sender`](super::Sender)).
     consumer: CachePadded<Consumer<Region>>,
+    /// How far the peer is trusted.
+    trust: Trust,
+    /// In [`Trust::Untrusted`] mode, where messages are copied to (one slot's size).
+    copy: Option<PrivateCopy>,
 }
 
 impl Receiver {
-    pub(crate) fn new(control: Control) -> Result<Receiver> {
+    pub(crate) fn new(control: Control, trust: Trust) -> Result<Receiver> {
         let (link, epoch) = control.session.current();
         let inc = link.incoming().clone();
         let h = inc.header();
@@ -43,11 +63,14 @@ impl Receiver {
             tail,
             h.consumer.bytes.load(Ordering::Relaxed),
         ));
+        let copy = (trust == Trust::Untrusted).then(|| PrivateCopy::new(inc.geometry().slot_size));
         Ok(Receiver {
             control,
             link,
             epoch,
             consumer,
+            trust,
+            copy,
         })
     }
 
@@ -67,13 +90,15 @@ impl Receiver {
     fn switch_when_drained(&mut self) -> Result<()> {
         // A corrupt old ring is left behind too: its sender is gone either way.
         if !matches!(self.consumer.peek(0), Ok(Some(_))) {
-            *self = Receiver::new(self.control.clone())?;
+            *self = Receiver::new(self.control.clone(), self.trust)?;
         }
         Ok(())
     }
 
     /// Waits up to `timeout` for the next message and lends it in place: the guard derefs
-    /// to the payload bytes, and dropping it releases the slot to the peer.
+    /// to the payload bytes, and dropping it releases the slot to the peer. In
+    /// [`Trust::Untrusted`] mode the guard derefs to a private copy instead (the slot is
+    /// released at once).
     ///
     /// Errors: [`Error::Timeout`]; [`Error::Closed`] / [`Error::PeerDead`] once the peer
     /// is gone and every message it committed has been read; [`Error::Reconnecting`] /
@@ -81,29 +106,50 @@ impl Receiver {
     /// [`Error::Corrupt`].
     #[inline]
     pub fn recv(&mut self, timeout: impl Into<Timeout>) -> Result<RecvGuard<'_>> {
-        self.sync()?;
-        let peeked = self.consumer.peek(0);
-        let len = match peeked.map_err(|c| self.link.explain(c.into()))? {
-            Some(len) => len,
-            None => self.wait_for_message(&mut Waiter::new(timeout.into()))?,
-        };
+        let len = self.next_len(timeout.into())?;
+        if let Some(copy) = self.copy.as_mut() {
+            // SAFETY: `next_len` saw the message published with this length, unreleased.
+            unsafe { self.consumer.copy_out(0, len, copy) };
+            self.release_one(len);
+        }
         Ok(RecvGuard {
             receiver: self,
             len,
         })
     }
 
+    /// The length of the next message (read once from its slot and checked against the
+    /// slot size), waiting up to `timeout` for one.
+    #[inline]
+    fn next_len(&mut self, timeout: Timeout) -> Result<usize> {
+        self.sync()?;
+        let peeked = self.consumer.peek(0);
+        match peeked.map_err(|c| self.link.explain(c.into()))? {
+            Some(len) => Ok(len),
+            None => self.wait_for_message(&mut Waiter::new(timeout)),
+        }
+    }
+
     /// Like [`Receiver::recv`], but copies the message into `buf` (replacing its
-    /// contents) and releases the slot at once. Returns the message length.
+    /// contents) and releases the slot at once. Returns the message length. The copy
+    /// reads the slot through a raw pointer in either [`Trust`] mode.
     pub fn recv_into(&mut self, buf: &mut Vec<u8>, timeout: impl Into<Timeout>) -> Result<usize> {
-        let msg = self.recv(timeout)?;
+        let len = self.next_len(timeout.into())?;
         buf.clear();
-        buf.extend_from_slice(&msg);
-        Ok(msg.len())
+        buf.reserve(len);
+        // SAFETY: `next_len` saw the message published with this length, unreleased; `buf`
+        // has room for `len` bytes, which the copy initializes before `set_len`.
+        unsafe {
+            self.consumer.copy_payload(0, len, buf.as_mut_ptr());
+            buf.set_len(len);
+        }
+        self.release_one(len);
+        Ok(len)
     }
 
     /// Waits up to `timeout` for at least one message, then hands up to `max` published
     /// messages to `f` in order and releases all their slots at once. Returns how many.
+    /// In [`Trust::Untrusted`] mode `f` gets each message's private copy.
     pub fn recv_batch(
         &mut self,
         max: usize,
@@ -124,7 +170,10 @@ impl Receiver {
     /// Reads up to `max` messages that are already published, without waiting.
     pub(super) fn drain(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize> {
         self.sync()?;
-        let drained = self.consumer.drain(max, f);
+        let drained = match self.copy.as_mut() {
+            None => self.consumer.drain(max, f),
+            Some(copy) => self.consumer.drain_copied(max, copy, f),
+        };
         let n = drained.map_err(|c| self.link.explain(c.into()))?;
         if n > 0 {
             self.wake_producer();
@@ -219,7 +268,8 @@ impl Receiver {
 }
 
 /// A received message, borrowed in place from its slot. Derefs to the payload; dropping
-/// it releases the slot so the peer can reuse it.
+/// it releases the slot so the peer can reuse it. In [`Trust::Untrusted`] mode it derefs
+/// to the receiver's private copy (the slot was released already).
 pub struct RecvGuard<'a> {
     receiver: &'a mut Receiver,
     len: usize,
@@ -227,15 +277,23 @@ pub struct RecvGuard<'a> {
 
 impl Deref for RecvGuard<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
-        // SAFETY: `recv` saw the slot published with this length (`peek(0)`), and it is
-        // released only when the guard drops, so the producer does not touch it meanwhile.
-        unsafe { self.receiver.consumer.payload(0, self.len) }
+        match &self.receiver.copy {
+            // SAFETY: `recv` saw the slot published with this length (`peek(0)`), and it
+            // is released only when the guard drops, so a cooperating producer does not
+            // touch it meanwhile.
+            None => unsafe { self.receiver.consumer.payload(0, self.len) },
+            Some(copy) => copy.bytes(self.len),
+        }
     }
 }
 
 impl Drop for RecvGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.receiver.release_one(self.len);
+        if self.receiver.copy.is_none() {
+            self.receiver.release_one(self.len);
+        }
     }
 }

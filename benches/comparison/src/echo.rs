@@ -5,7 +5,9 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use capnp_shm_transport::{Channel, Error as ChannelError, RecvMessage, SendMessage, WaitMode};
+use capnp_shm_transport::{
+    Channel, Error as ChannelError, RecvMessage, SendMessage, Trust, WaitMode,
+};
 
 use crate::baselines::{self as base, Mapping, RawRing};
 use crate::demo_capnp::sample;
@@ -22,11 +24,14 @@ pub(crate) fn run(role: Role, name: &str) -> Result<(), Error> {
         Role::FutexFloor => futex_floor(name),
         Role::Uds => uds(name),
         Role::Pipe => pipe(),
-        Role::Spin => channel(name, WaitMode::Poll),
-        Role::Block => channel(name, WaitMode::Block),
-        Role::SpinCapnp => capnp(name),
+        Role::Spin => channel(name, WaitMode::Poll, Trust::Cooperating),
+        Role::Block => channel(name, WaitMode::Block, Trust::Cooperating),
+        Role::SpinCapnp => capnp(name, Trust::Cooperating),
+        Role::SpinUntrusted => channel(name, WaitMode::Poll, Trust::Untrusted),
+        Role::CapnpUntrusted => capnp(name, Trust::Untrusted),
         Role::Ring { size, slots, n } => ring(name, size as usize, slots, n),
-        Role::Stream { n } => stream(name, n),
+        Role::Stream { n } => stream(name, n, Trust::Cooperating),
+        Role::StreamUntrusted { n } => stream(name, n, Trust::Untrusted),
         Role::Large { n } => large(name, n),
         Role::UdsStream { n } => uds_stream(name, n),
     }
@@ -58,9 +63,9 @@ fn pipe() -> Result<(), Error> {
     Ok(())
 }
 
-/// Opens side B of `name`, busy-polling (`Poll`) or in `mode`.
-fn open(name: &str, mode: WaitMode) -> Result<Channel, Error> {
-    let b = Channel::builder(name).open_timeout(WAIT);
+/// Opens side B of `name`, busy-polling (`Poll`) or in `mode`, receiving in `trust` mode.
+fn open(name: &str, mode: WaitMode, trust: Trust) -> Result<Channel, Error> {
+    let b = Channel::builder(name).open_timeout(WAIT).trust(trust);
     let b = if mode == WaitMode::Poll {
         b.poll_interval(Duration::ZERO)
     } else {
@@ -70,8 +75,8 @@ fn open(name: &str, mode: WaitMode) -> Result<Channel, Error> {
 }
 
 /// Echoes byte messages until side A closes.
-fn channel(name: &str, mode: WaitMode) -> Result<(), Error> {
-    let mut b = open(name, mode)?;
+fn channel(name: &str, mode: WaitMode, trust: Trust) -> Result<(), Error> {
+    let mut b = open(name, mode, trust)?;
     let mut buf = Vec::with_capacity(256);
     loop {
         match b.recv_into(&mut buf, IDLE).and_then(|_| b.send(&buf, WAIT)) {
@@ -83,8 +88,8 @@ fn channel(name: &str, mode: WaitMode) -> Result<(), Error> {
 }
 
 /// Answers each `Sample` with one carrying its sequence number, until side A closes.
-fn capnp(name: &str) -> Result<(), Error> {
-    let mut b = open(name, WaitMode::Poll)?;
+fn capnp(name: &str, trust: Trust) -> Result<(), Error> {
+    let mut b = open(name, WaitMode::Poll, trust)?;
     let mut reply = typed_sample();
     loop {
         let seq = b
@@ -116,8 +121,8 @@ fn ring(name: &str, size: usize, slots: u64, n: u64) -> Result<(), Error> {
 }
 
 /// Receives `n` messages in batches (without reading them), then acknowledges.
-fn stream(name: &str, n: u64) -> Result<(), Error> {
-    sink(name, n, |b| {
+fn stream(name: &str, n: u64, trust: Trust) -> Result<(), Error> {
+    sink(name, n, trust, |b| {
         Ok(b.recv_batch(256, WAIT, |m| {
             std::hint::black_box(m);
         })? as u64)
@@ -127,7 +132,7 @@ fn stream(name: &str, n: u64) -> Result<(), Error> {
 /// Receives `n` large messages, reading every word in place (zero-copy, as a consumer of
 /// the data would), then acknowledges.
 fn large(name: &str, n: u64) -> Result<(), Error> {
-    sink(name, n, |b| {
+    sink(name, n, Trust::Cooperating, |b| {
         let msg = b.recv(WAIT)?;
         // SAFETY: u64 has no invalid bit patterns; align_to only reinterprets the aligned
         // middle of the slice (slot payloads are 8-byte aligned).
@@ -143,9 +148,10 @@ fn large(name: &str, n: u64) -> Result<(), Error> {
 fn sink(
     name: &str,
     n: u64,
+    trust: Trust,
     mut take: impl FnMut(&mut Channel) -> Result<u64, Error>,
 ) -> Result<(), Error> {
-    let mut b = open(name, WaitMode::Poll)?;
+    let mut b = open(name, WaitMode::Poll, trust)?;
     let mut buf = Vec::new();
     b.recv_into(&mut buf, WAIT)?; // handshake
     b.send(b"ready", WAIT)?;

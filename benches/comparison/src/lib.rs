@@ -41,10 +41,12 @@ type RttFn = fn(&Plan, &str, &mut Vec<f64>) -> Result<(), Error>;
 type StreamFn = fn(&Plan, usize, &str) -> Result<f64, Error>;
 
 /// The round-trip kinds, in measuring order; the names are the JSON keys.
-const RTT: [(&str, RttFn); 7] = [
+const RTT: [(&str, RttFn); 9] = [
     ("floor", rtt::floor),
     ("spin", rtt::spin),
     ("spin_capnp", rtt::spin_capnp),
+    ("spin_untrusted", rtt::spin_untrusted),
+    ("capnp_untrusted", rtt::capnp_untrusted),
     ("block", rtt::block),
     ("futex_floor", rtt::futex_floor),
     ("uds", rtt::uds),
@@ -53,7 +55,7 @@ const RTT: [(&str, RttFn); 7] = [
 
 /// The streaming kinds and message sizes, in measuring order (and in the order
 /// `report::to_json` reads them).
-const STREAMS: [(&str, usize, StreamFn); 7] = [
+const STREAMS: [(&str, usize, StreamFn); 10] = [
     ("floor", 64, stream::floor),
     ("ours", 64, stream::ours),
     ("uds", 64, stream::uds),
@@ -61,6 +63,9 @@ const STREAMS: [(&str, usize, StreamFn); 7] = [
     ("ours", 1024, stream::ours),
     ("floor", 65536, stream::floor),
     ("ours", 65536, stream::ours),
+    ("untrusted", 64, stream::untrusted),
+    ("untrusted", 1024, stream::untrusted),
+    ("untrusted", 65536, stream::untrusted),
 ];
 
 /// A failed measurement: what was being done, and why.

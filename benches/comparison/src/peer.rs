@@ -24,10 +24,16 @@ pub(crate) enum Role {
     Block,
     /// Decodes each `Sample` and answers with one carrying the same sequence number.
     SpinCapnp,
+    /// [`Role::Spin`] with an untrusted-mode receiver.
+    SpinUntrusted,
+    /// [`Role::SpinCapnp`] with an untrusted-mode receiver.
+    CapnpUntrusted,
     /// Consumes `n` messages of `size` bytes from the minimal ring of `slots` slots.
     Ring { size: u64, slots: u64, n: u64 },
     /// Receives `n` messages from a channel, then acknowledges.
     Stream { n: u64 },
+    /// [`Role::Stream`] with an untrusted-mode receiver.
+    StreamUntrusted { n: u64 },
     /// Receives `n` large messages, reading every word in place, then acknowledges.
     Large { n: u64 },
     /// Reads `n` 64-byte messages from a Unix socket, then acknowledges.
@@ -45,8 +51,11 @@ impl Role {
             Role::Spin => ("spin", &[]),
             Role::Block => ("block", &[]),
             Role::SpinCapnp => ("spin_capnp", &[]),
+            Role::SpinUntrusted => ("spin_untrusted", &[]),
+            Role::CapnpUntrusted => ("capnp_untrusted", &[]),
             Role::Ring { size, slots, n } => ("ring", &[*size, *slots, *n]),
             Role::Stream { n } => ("stream", &[*n]),
+            Role::StreamUntrusted { n } => ("stream_untrusted", &[*n]),
             Role::Large { n } => ("large", &[*n]),
             Role::UdsStream { n } => ("uds-stream", &[*n]),
         };
@@ -72,8 +81,11 @@ impl Role {
             ("spin", []) => Role::Spin,
             ("block", []) => Role::Block,
             ("spin_capnp", []) => Role::SpinCapnp,
+            ("spin_untrusted", []) => Role::SpinUntrusted,
+            ("capnp_untrusted", []) => Role::CapnpUntrusted,
             ("ring", &[size, slots, n]) => Role::Ring { size, slots, n },
             ("stream", &[n]) => Role::Stream { n },
+            ("stream_untrusted", &[n]) => Role::StreamUntrusted { n },
             ("large", &[n]) => Role::Large { n },
             ("uds-stream", &[n]) => Role::UdsStream { n },
             _ => return Err(err("unknown bench peer", args.join(" "))),
@@ -149,6 +161,9 @@ mod tests {
             Role::Spin,
             Role::Block,
             Role::SpinCapnp,
+            Role::SpinUntrusted,
+            Role::CapnpUntrusted,
+            Role::StreamUntrusted { n: 6 },
             Role::Ring {
                 size: 1024,
                 slots: 256,

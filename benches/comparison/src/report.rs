@@ -95,6 +95,7 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
         "stream_msgs_per_sec": {
             "floor_64": num(st[0]), "ours_64": num(st[1]), "uds_64": num(st[2]),
             "floor_1k": num(st[3]), "ours_1k": num(st[4]), "floor_64k": num(st[5]), "ours_64k": num(st[6]),
+            "untrusted_64": num(st[7]), "untrusted_1k": num(st[8]), "untrusted_64k": num(st[9]),
         },
         "large_gb_per_sec": {"memcpy_1m": num(memcpy), "ours_1m": num(ours_1m)},
         "ratios": {
@@ -105,6 +106,11 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
             "iceoryx2_over_spin": ratio(ice_p50, by("spin")),
             "stream_64_of_floor": ratio(st[1], st[0]),
             "large_of_memcpy": ratio(ours_1m, memcpy),
+            "spin_untrusted_over_spin": ratio(by("spin_untrusted"), by("spin")),
+            "capnp_untrusted_over_capnp": ratio(by("capnp_untrusted"), by("spin_capnp")),
+            "untrusted_64_of_ours": ratio(st[7], st[1]),
+            "untrusted_1k_of_ours": ratio(st[8], st[4]),
+            "untrusted_64k_of_ours": ratio(st[9], st[6]),
         },
     })
 }

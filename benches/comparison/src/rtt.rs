@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use capnp_shm_transport::{RecvMessage, SendMessage, WaitMode};
+use capnp_shm_transport::{RecvMessage, SendMessage, Trust, WaitMode};
 
 use crate::baselines::{self as base, Mapping};
 use crate::demo_capnp::sample;
@@ -103,12 +103,18 @@ pub(crate) fn spin(plan: &Plan, tag: &str, out: &mut Vec<f64>) -> Result<(), Err
     channel_bytes(plan, tag, out, WaitMode::Poll, Role::Spin)
 }
 
+/// [`spin`] with both receivers in untrusted mode (each message copied once).
+pub(crate) fn spin_untrusted(plan: &Plan, tag: &str, out: &mut Vec<f64>) -> Result<(), Error> {
+    channel_bytes(plan, tag, out, WaitMode::Poll, Role::SpinUntrusted)
+}
+
 /// This transport in block mode (spin phase, then futex).
 pub(crate) fn block(plan: &Plan, tag: &str, out: &mut Vec<f64>) -> Result<(), Error> {
     channel_bytes(plan, tag, out, WaitMode::Block, Role::Block)
 }
 
-/// Byte messages over this transport in `mode`, echoed by a peer in `role`.
+/// Byte messages over this transport in `mode`, echoed by a peer in `role`; side A
+/// receives in untrusted mode when the peer does.
 fn channel_bytes(
     plan: &Plan,
     tag: &str,
@@ -117,7 +123,14 @@ fn channel_bytes(
     role: Role,
 ) -> Result<(), Error> {
     let name = channel_name(tag);
-    let mut a = channel_builder(&name, 256, 16, mode).create()?;
+    let trust = if role == Role::SpinUntrusted {
+        Trust::Untrusted
+    } else {
+        Trust::Cooperating
+    };
+    let mut a = channel_builder(&name, 256, 16, mode)
+        .trust(trust)
+        .create()?;
     let peer = Peer::spawn(role, &name, false)?;
     let msg = [1u8; 64];
     time_batches(out, plan.batches, plan.fast_batch, |_| {
@@ -133,9 +146,28 @@ fn channel_bytes(
 /// This transport, busy-polling, with a Cap'n Proto `Sample` built, sent, decoded and
 /// answered each way.
 pub(crate) fn spin_capnp(plan: &Plan, tag: &str, out: &mut Vec<f64>) -> Result<(), Error> {
+    capnp_rtt(plan, tag, out, Trust::Cooperating, Role::SpinCapnp)
+}
+
+/// [`spin_capnp`] with both receivers in untrusted mode: each message copied once, then
+/// decoded from the copy.
+pub(crate) fn capnp_untrusted(plan: &Plan, tag: &str, out: &mut Vec<f64>) -> Result<(), Error> {
+    capnp_rtt(plan, tag, out, Trust::Untrusted, Role::CapnpUntrusted)
+}
+
+/// The Cap'n Proto round trip, side A receiving in `trust` mode, the peer in `role`.
+fn capnp_rtt(
+    plan: &Plan,
+    tag: &str,
+    out: &mut Vec<f64>,
+    trust: Trust,
+    role: Role,
+) -> Result<(), Error> {
     let name = channel_name(tag);
-    let mut a = channel_builder(&name, 256, 16, WaitMode::Poll).create()?;
-    let peer = Peer::spawn(Role::SpinCapnp, &name, false)?;
+    let mut a = channel_builder(&name, 256, 16, WaitMode::Poll)
+        .trust(trust)
+        .create()?;
+    let peer = Peer::spawn(role, &name, false)?;
     let mut m = typed_sample();
     time_batches(out, plan.batches, plan.fast_batch, |i| {
         m.get_root::<sample::Builder>()?.set_seq(i);

@@ -52,11 +52,27 @@ pub(crate) fn floor(plan: &Plan, size: usize, tag: &str) -> Result<f64, Error> {
 
 /// This transport, busy-polling; the peer receives in batches.
 pub(crate) fn ours(plan: &Plan, size: usize, tag: &str) -> Result<f64, Error> {
+    channel_stream(plan, size, tag, false)
+}
+
+/// [`ours`] with the peer receiving in untrusted mode (each message copied once).
+pub(crate) fn untrusted(plan: &Plan, size: usize, tag: &str) -> Result<f64, Error> {
+    channel_stream(plan, size, tag, true)
+}
+
+/// Streams `size`-byte messages to a peer that receives in batches, in untrusted mode
+/// if `untrusted`.
+fn channel_stream(plan: &Plan, size: usize, tag: &str, untrusted: bool) -> Result<f64, Error> {
     let name = channel_name(tag);
     let n = count(plan, size);
     let msg = vec![0xa5u8; size];
     let mut a = channel_builder(&name, size, slots(size) as usize, WaitMode::Poll).create()?;
-    let peer = Peer::spawn(Role::Stream { n }, &name, false)?;
+    let role = if untrusted {
+        Role::StreamUntrusted { n }
+    } else {
+        Role::Stream { n }
+    };
+    let peer = Peer::spawn(role, &name, false)?;
     a.send(&msg, WAIT)?; // attach handshake: the peer counts it
     drop(a.recv(WAIT)?);
     let start = Instant::now();
