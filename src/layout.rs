@@ -34,8 +34,10 @@ pub const MAX_SLOT_SIZE: usize = 1 << 30;
 pub const MAX_SLOT_COUNT: usize = 1 << 24;
 /// Largest accepted segment (header plus ring).
 pub(crate) const MAX_SEGMENT_LEN: u64 = 1 << 36;
-/// Largest valid ring index (`tail <= head <= MAX_INDEX`); see [`crate::ring::MAX_INDEX`].
-pub(crate) use crate::ring::MAX_INDEX;
+/// Largest valid ring index (`tail <= head <= MAX_INDEX`, docs/LAYOUT.md "Index range"):
+/// the contract's value, which the ring protocol's own constant must equal (checked at
+/// compile time in `ring/region.rs`, so this module imports nothing from the ring).
+pub(crate) const MAX_INDEX: u64 = 1 << 63;
 
 /// The header at offset 0 of each segment: four 128-byte blocks, so the producer's words,
 /// the consumer's words and the rarely written control words never share a cache line

@@ -70,10 +70,11 @@ impl Stat {
         })
     }
 
-    /// `fstat` on a descriptor of whatever segment `name` names now, opened with `O_PATH |
-    /// O_NOFOLLOW` (no permission on the object needed; a symbolic link is itself).
-    pub(crate) fn of_name(name: &str) -> io::Result<Stat> {
-        let path = std::ffi::CString::new(format!("{}/{name}", crate::segment::SHM_DIR))
+    /// `fstat` on a descriptor of whatever `path` (a segment's file) names now, opened with
+    /// `O_PATH | O_NOFOLLOW` (no permission on the object needed; a symbolic link is
+    /// itself).
+    pub(crate) fn of_path(path: &str) -> io::Result<Stat> {
+        let path = std::ffi::CString::new(path)
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         // SAFETY: `path` is a valid NUL-terminated string that outlives the call.

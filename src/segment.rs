@@ -96,7 +96,7 @@ impl Object {
             Ok(fd) => Object::from_fd(name, fd).map(Some),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
-                match Stat::of_name(name) {
+                match Stat::of_path(&format!("{SHM_DIR}/{name}")) {
                     Ok(stat) => stat.check_ours(name)?,
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
                     Err(_) => {}
@@ -190,7 +190,7 @@ impl Object {
     /// Whether segment name `name` refers to this object: the device and inode of what it
     /// names now (`fstat` on a descriptor of it) are this object's.
     pub(crate) fn is_named_by(&self, name: &str) -> bool {
-        Stat::of_name(name).ok().map(|s| s.id) == Some(self.identity())
+        Stat::of_path(&format!("{SHM_DIR}/{name}")).ok().map(|s| s.id) == Some(self.identity())
     }
 
     fn identity(&self) -> Identity {

@@ -10,6 +10,10 @@ use super::RingMemory;
 use crate::layout::{Geometry, Header, SlotHeader, HEADER_SIZE, SLOT_HEADER_SIZE};
 use crate::sync::{AtomicU32, AtomicU64};
 
+// The ring protocol (built under loom too, where `layout` is not) keeps its own copy of
+// the contract's largest index; they must agree.
+const _: () = assert!(super::MAX_INDEX == crate::layout::MAX_INDEX);
+
 /// Memory a [`Region`] can live in, kept alive by the region's owner handle.
 ///
 /// # Safety
