@@ -53,17 +53,12 @@ impl ChannelInfo {
 
 /// Names of the channels that have both segments under `/dev/shm`, sorted.
 pub fn list_channels() -> Result<Vec<String>> {
-    let entries = std::fs::read_dir(segment::SHM_DIR).map_err(|source| Error::Os {
-        op: "read_dir",
-        name: segment::SHM_DIR.to_string(),
-        source,
-    })?;
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter_map(|f| f.strip_suffix(Direction::AToB.suffix()).map(str::to_string))
-        .filter(|name| segment::path_of(&Direction::BToA.segment_name(name)).exists())
-        .collect();
-    names.sort();
+    let mut names = segment_names()?;
+    names.retain(|name| {
+        [Direction::AToB, Direction::BToA]
+            .iter()
+            .all(|d| segment::path_of(&d.segment_name(name)).exists())
+    });
     Ok(names)
 }
 

@@ -226,6 +226,21 @@ pub(crate) struct HeaderInit {
     pub wait_mode: [u32; 2],
 }
 
+impl HeaderInit {
+    /// The header of a lone a2b ring (heap rings, the ring's contract tests): generation
+    /// 1, this process as creator, both sides polling with interval 0.
+    pub(crate) fn lone_ring(geometry: Geometry) -> HeaderInit {
+        HeaderInit {
+            geometry,
+            direction: Direction::AToB,
+            generation: 1,
+            creator_pid: std::process::id(),
+            poll_us: [0, 0],
+            wait_mode: [0, 0],
+        }
+    }
+}
+
 /// Fills a zeroed header, all but `ready`: the creator then publishes its identity and
 /// calls [`mark_ready`].
 pub(crate) fn initialize(header: &Header, init: &HeaderInit) {

@@ -15,7 +15,7 @@ use proptest::test_runner::{Config, TestRunner};
 use super::{Consumer, Producer, Region, RingMemory};
 use crate::error::{Corruption, Error};
 use crate::layout::{self, Geometry, HeaderInit};
-use crate::segment::{self, Direction, Segment};
+use crate::segment::{self, Segment};
 use crate::sync::{AtomicU32, Ordering};
 
 /// Builds a fresh, empty ring of `slot_count` slots of `slot_size` bytes: the producer's
@@ -344,17 +344,7 @@ fn shm_ring(slot_size: usize, slot_count: usize) -> (Region, Region) {
     let geometry = Geometry::new(slot_size, slot_count).unwrap();
     let created = Segment::create(&name.0, geometry.segment_len() as usize, false).unwrap();
     let producer = Region::over_segment(Arc::new(created), geometry);
-    layout::initialize(
-        producer.header(),
-        &HeaderInit {
-            geometry,
-            direction: Direction::AToB,
-            generation: 1,
-            creator_pid: std::process::id(),
-            poll_us: [0, 0],
-            wait_mode: [0, 0],
-        },
-    );
+    layout::initialize(producer.header(), &HeaderInit::lone_ring(geometry));
     layout::mark_ready(producer.header());
     let opened = Segment::open(&name.0).unwrap().expect("just created");
     let consumer = Region::over_segment(Arc::new(opened), geometry);

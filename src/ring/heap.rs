@@ -9,7 +9,6 @@ use std::sync::Arc;
 use super::region::{Backing, Region};
 use crate::error::{Error, Result};
 use crate::layout::{self, Geometry, HeaderInit, HEADER_SIZE};
-use crate::segment::Direction;
 use crate::sync::{AtomicU64, Ordering};
 
 impl Region {
@@ -20,17 +19,7 @@ impl Region {
         let len = usize::try_from(geometry.segment_len())
             .map_err(|_| Error::invalid("slot_count", "too large for this platform"))?;
         let region = Region::new(Arc::new(HeapBacking::zeroed(len)?), geometry);
-        layout::initialize(
-            region.header(),
-            &HeaderInit {
-                geometry,
-                direction: Direction::AToB,
-                generation: 1,
-                creator_pid: std::process::id(),
-                poll_us: [0, 0],
-                wait_mode: [0, 0],
-            },
-        );
+        layout::initialize(region.header(), &HeaderInit::lone_ring(geometry));
         layout::mark_ready(region.header());
         Ok(region)
     }
