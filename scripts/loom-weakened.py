@@ -23,13 +23,13 @@ MUTANTS = [
      "pub(crate) fn wake_sleeper", "Ordering::SeqCst", "Ordering::AcqRel"),
     ("wake_all's fence", "src/wait/mod.rs",
      "pub(crate) fn wake_all", "Ordering::SeqCst", "Ordering::AcqRel"),
-    ("commit word store", "src/ring/mod.rs",
+    ("commit word store", "src/ring/producer.rs",
      "SYNC POINT with the Acquire load of the commit word", "Ordering::Release", "Ordering::Relaxed"),
-    ("commit word load", "src/ring/mod.rs",
+    ("commit word load", "src/ring/consumer.rs",
      "SYNC POINT with the Release store of the commit word", "Ordering::Acquire", "Ordering::Relaxed"),
-    ("tail store", "src/ring/mod.rs",
+    ("tail store", "src/ring/consumer.rs",
      "SYNC POINT with the Acquire load of `tail`", "Ordering::Release", "Ordering::Relaxed"),
-    ("tail load", "src/ring/mod.rs",
+    ("tail load", "src/ring/producer.rs",
      "SYNC POINT with the Release store of `tail`", "Ordering::Acquire", "Ordering::Relaxed"),
 ]
 

@@ -40,13 +40,15 @@ pub enum Error {
     #[error("the peer is gone and reconnection gave up")]
     GaveUp,
 
-    /// A message is longer than the channel's slot size. Nothing was published.
-    #[error("message of {len} bytes does not fit a slot of {slot_size} bytes")]
+    /// A message is longer than the largest the ring carries (`max_message_len()`: about
+    /// `slot_count * slot_stride`, see README "Messages larger than a slot"). Nothing was
+    /// published.
+    #[error("message of {len} bytes exceeds the ring's largest message of {max_len} bytes")]
     MessageTooLarge {
         /// Length of the rejected message in bytes.
         len: usize,
-        /// The channel's slot size (the largest message it carries).
-        slot_size: usize,
+        /// The largest message the ring carries.
+        max_len: usize,
     },
 
     /// An argument is out of its documented range (slot count not a power of two, zero
@@ -237,13 +239,31 @@ pub enum Corruption {
         /// The object's size when the truncation was reported.
         size: u64,
     },
-    /// A published slot claims a length above the slot size.
-    #[error("slot length {len} exceeds the slot size {slot_size}")]
+    /// A published slot claims a length above the longest message the ring carries.
+    #[error("slot length {len} exceeds the ring's largest message of {slot_size} bytes")]
     SlotLength {
         /// The length found.
         len: u64,
-        /// The slot size.
+        /// The longest message the ring carries (its `max_message_len`).
         slot_size: usize,
+    },
+
+    /// A published record's span (the slots it covers) does not match its length, runs
+    /// past the ring's end, or covers slots not yet released; or a padding record does
+    /// not cover exactly the rest of the ring.
+    #[error(
+        "record at index {index} (length word {len}) claims {span} slots where {expected} \
+         are expected, or runs past the ring"
+    )]
+    RecordSpan {
+        /// Index of the record.
+        index: u64,
+        /// Its length word (`u32::MAX` for padding).
+        len: u64,
+        /// The span found.
+        span: u64,
+        /// The span its length (or position, for padding) implies.
+        expected: u64,
     },
 }
 

@@ -65,7 +65,11 @@ fn exercise(region: Region, tail: u64) {
         let mut producer = Producer::resume(region, tail, 0);
         let _ = producer.try_send(b"fuzz");
         let _ = producer.try_send_batch(&[b"a", b"bc"]);
-        let _ = producer.try_send_with(|slot| Ok::<_, crate::Error>(slot.len() + 1));
+        let slot = producer.slot_size();
+        let _ = producer.try_send_with(slot, |buf| Ok::<_, crate::Error>(buf.len() + 1));
+        // Records longer than a slot (padding first, where they would wrap).
+        let _ = producer.try_send(&vec![7; 2 * slot + 1]);
+        let _ = producer.try_send_with(3 * slot, |buf| Ok::<_, crate::Error>(buf.len()));
     }
 }
 

@@ -13,9 +13,10 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// `b"CAPNSHM1"` read as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"CAPNSHM1");
-/// The layout version this library writes and accepts (2: each side holds an owner lock
-/// on the segment it writes, see `segment`).
-pub(crate) const VERSION: u32 = 2;
+/// The layout version this library writes and accepts (3: records longer than a slot and
+/// padding records, the slot header's second word being the record's length and span;
+/// 2: each side holds an owner lock on the segment it writes, see `segment`).
+pub(crate) const VERSION: u32 = 3;
 /// Offset of the producer block's `pid` word in a header (read through a descriptor, as
 /// information only, to name a side's owner in an error).
 pub(crate) const PRODUCER_PID_OFFSET: usize =
@@ -136,9 +137,11 @@ pub(crate) struct SlotHeader {
     /// `index + 1` once the message for `index` is published; the previous lap's value
     /// (`index + 1 - count`, or 0 on the first lap) before.
     pub commit: AtomicU64,
-    /// Payload length in bytes, `<= slot_size`; valid once `commit` says published.
-    pub len: AtomicU32,
-    _reserved: AtomicU32,
+    /// The record's length (low 32 bits: payload bytes, or `u32::MAX` for padding) and
+    /// span (high 32 bits: slots covered); valid once `commit` says published. LAYOUT.md
+    /// names the halves `len` (offset 8) and `span` (offset 12); the producer stores them
+    /// in one 8-byte store.
+    pub meta: AtomicU64,
 }
 
 // The contract is the byte offsets, so pin them at compile time.
@@ -146,6 +149,8 @@ const _: () = {
     assert!(HEADER_SIZE == 512);
     assert!(offset_of!(Header, producer) == 128);
     assert!(offset_of!(Header, consumer) == 256);
+    assert!(offset_of!(SlotHeader, meta) == 8);
+    assert!(SLOT_HEADER_SIZE == 16);
     assert!(offset_of!(Header, control) == 384);
     assert!(offset_of!(Identity, version) == 8);
     assert!(offset_of!(Identity, slot_size) == 16);

@@ -87,10 +87,12 @@ fn framed_len(segments: &[&[u8]]) -> usize {
 /// Sends Cap'n Proto messages. Implemented by [`Sender`] and [`Channel`].
 pub trait SendMessage {
     /// Writes `message` in the standard stream framing (segment table + segments) into
-    /// the next free slot, waiting up to `timeout` for one, and publishes it.
+    /// the next free slot (or consecutive slots, for a message longer than a slot: a
+    /// single `Data` field of any size, or many segments), waiting up to `timeout` for
+    /// them, and publishes it.
     ///
-    /// The framed size is checked first: a message larger than the slot size is
-    /// [`Error::MessageTooLarge`] and publishes nothing. Single-segment messages are sent
+    /// The framed size is checked first: a message larger than the ring carries
+    /// ([`Sender::max_message_len`]) is [`Error::MessageTooLarge`] and publishes nothing. Single-segment messages are sent
     /// without heap allocation; a multi-segment message costs one small allocation (the
     /// builder's list of its segments).
     ///
@@ -111,11 +113,13 @@ impl SendMessage for Sender {
         let output = message.get_segments_for_output();
         let segments: &[&[u8]] = &output;
         let len = framed_len(segments);
-        let slot_size = self.max_message_len();
-        if len > slot_size {
-            return Err(Error::MessageTooLarge { len, slot_size });
+        let max_len = self.max_message_len();
+        if len > max_len {
+            return Err(Error::MessageTooLarge { len, max_len });
         }
-        self.send_with(timeout, |slot| {
+        // Written straight into the ring: one slot, or consecutive slots for a message
+        // longer than a slot (one contiguous buffer either way).
+        self.send_with_capacity(len, timeout, |slot| {
             let mut out = &mut slot[..len];
             capnp::serialize::write_message_segments(&mut out, &segments).map_err(Error::Encode)?;
             if !out.is_empty() {

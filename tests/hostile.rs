@@ -124,7 +124,7 @@ fn wrong_version_is_unsupported() {
         c,
         Corruption::UnsupportedVersion {
             found: 7,
-            supported: 2
+            supported: 3
         }
     );
 }
@@ -208,7 +208,7 @@ fn generations_that_disagree_are_refused() {
 }
 
 #[test]
-fn slot_length_above_slot_size_is_an_error_not_a_read() {
+fn slot_length_above_the_largest_message_is_an_error_not_a_read() {
     let name = TestName::new("length");
     let mut a = Channel::builder(&*name)
         .slot_size(32)
@@ -217,14 +217,16 @@ fn slot_length_above_slot_size_is_an_error_not_a_read() {
         .unwrap();
     let mut b = Channel::builder(&*name).open_timeout(WAIT).open().unwrap();
     a.send(b"hello", WAIT).unwrap();
-    poke(&name, ".fs.a2b", SLOT0_LEN, &u32::MAX.to_le_bytes());
+    // The largest message: the first slot's 32 bytes, then three 64-byte slots.
+    assert_eq!(b.sender().max_message_len(), 32 + 3 * 64);
+    poke(&name, ".fs.a2b", SLOT0_LEN, &0xFFFF_FFFEu32.to_le_bytes());
     let err = b.recv(WAIT).err().unwrap();
     assert!(
         matches!(
             err,
             Error::Corrupt(Corruption::SlotLength {
-                len: 0xFFFF_FFFF,
-                slot_size: 32
+                len: 0xFFFF_FFFE,
+                slot_size: 224
             })
         ),
         "{err}"

@@ -89,7 +89,7 @@ fn recv_into_batch_and_send_with() {
             .send_with(WAIT, |slot| Ok::<_, Error>(slot.len() + 1)),
         Err(Error::MessageTooLarge {
             len: 17,
-            slot_size: 16
+            max_len: 16
         })
     ));
     a.send(b"after", WAIT).unwrap();
@@ -134,13 +134,15 @@ fn full_and_empty_rings_time_out() {
 fn oversized_message_is_refused() {
     let name = TestName::new("too-large");
     let (mut a, mut b) = pair(&name, 8, 2);
-    let err = a.send(&[0; 9], WAIT).unwrap_err();
+    // The first slot's 8 bytes, then one whole slot (its 64-byte stride).
+    assert_eq!(a.sender().max_message_len(), 8 + 64);
+    let err = a.send(&[0; 73], WAIT).unwrap_err();
     assert!(
         matches!(
             err,
             Error::MessageTooLarge {
-                len: 9,
-                slot_size: 8
+                len: 73,
+                max_len: 72
             }
         ),
         "{err}"

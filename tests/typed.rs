@@ -91,11 +91,12 @@ fn multi_segment_message_round_trips() {
 #[test]
 fn too_large_message_publishes_nothing() {
     let (mut a, mut b) = pair("too-large");
-    let big = sample_message(1, &[0u8; SLOT]);
+    let max_len = a.sender().max_message_len();
+    let big = sample_message(1, &vec![0u8; max_len]);
     match a.send_message(&big, WAIT) {
-        Err(Error::MessageTooLarge { len, slot_size }) => {
-            assert!(len > SLOT);
-            assert_eq!(slot_size, SLOT);
+        Err(Error::MessageTooLarge { len, max_len: m }) => {
+            assert!(len > max_len);
+            assert_eq!(m, max_len);
         }
         other => panic!("expected MessageTooLarge, got {other:?}"),
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-use super::{Consumer, Producer, Region, RingMemory};
+use super::{Consumer, Producer, Region, RingMemory, Shape};
 use crate::error::{Corruption, Error};
 use crate::layout::{self, Geometry, HeaderInit};
 use crate::segment::{self, Segment};
@@ -69,12 +69,11 @@ pub(super) fn batch_send_fills_only_free_slots_and_checks_lengths_first<M: RingM
     let (mut p, mut c) = ring(make, 4, 4);
     let msgs: Vec<&[u8]> = vec![b"a", b"bb", b"ccc", b"dddd", b"e"];
     assert_eq!(p.try_send_batch(&msgs).unwrap(), 4);
+    let max_len = p.max_len();
+    let too_long = vec![0; max_len + 1];
     assert!(matches!(
-        p.try_send_batch(&[b"x", b"too long"]),
-        Err(Error::MessageTooLarge {
-            len: 8,
-            slot_size: 4
-        })
+        p.try_send_batch(&[b"x", &too_long]),
+        Err(Error::MessageTooLarge { len, max_len: m }) if len == max_len + 1 && m == max_len
     ));
     let mut got = vec![];
     c.drain(usize::MAX, |m| got.push(m.to_vec())).unwrap();
@@ -89,23 +88,23 @@ pub(super) fn batch_send_fills_only_free_slots_and_checks_lengths_first<M: RingM
     );
 }
 
-/// A message above the slot size is an error and publishes nothing.
+/// A message above the ring's largest is an error and publishes nothing.
 pub(super) fn oversized_message_is_refused_and_nothing_published<M: RingMemory>(make: Make<M>) {
     let (mut p, mut c) = ring(make, 4, 4);
+    // The first slot's payload, then three whole slots.
+    let max_len = 4 + 3 * p.memory().slot_stride();
+    assert_eq!(p.max_len(), max_len);
     assert!(matches!(
-        p.try_send(&[0; 5]),
-        Err(Error::MessageTooLarge {
-            len: 5,
-            slot_size: 4
-        })
+        p.try_send(&vec![0; max_len + 1]),
+        Err(Error::MessageTooLarge { len, max_len: m }) if len == max_len + 1 && m == max_len
     ));
     assert_eq!(recv(&mut c), None);
     assert!(p.try_send(&[1; 4]).unwrap());
     assert_eq!(recv(&mut c).unwrap(), vec![1; 4]);
 }
 
-/// A commit word from neither this lap nor the last, or a length above the slot size, is
-/// reported as corruption.
+/// A commit word from neither this lap nor the last, a length above the ring's largest, or
+/// a span that does not match the length, is reported as corruption.
 pub(super) fn corrupt_commit_word_and_length_are_errors<M: RingMemory>(make: Make<M>) {
     let (mut p, c) = ring(make, 8, 4);
     c.memory().commit(0).store(77, Ordering::Relaxed);
@@ -119,12 +118,25 @@ pub(super) fn corrupt_commit_word_and_length_are_errors<M: RingMemory>(make: Mak
     ));
     c.memory().commit(0).store(0, Ordering::Relaxed);
     assert!(p.try_send(b"hi").unwrap());
-    c.memory().len(0).store(9, Ordering::Relaxed);
+    let max_len = p.max_len();
+    c.memory()
+        .meta(0)
+        .store(Shape::meta(max_len as u32 + 1, 4), Ordering::Relaxed);
     assert!(matches!(
         c.peek(0),
-        Err(Corruption::SlotLength {
+        Err(Corruption::SlotLength { len, slot_size }) if len == max_len as u64 + 1 && slot_size == max_len
+    ));
+    // Longer than a slot but claiming one slot.
+    c.memory()
+        .meta(0)
+        .store(Shape::meta(9, 1), Ordering::Relaxed);
+    assert!(matches!(
+        c.peek(0),
+        Err(Corruption::RecordSpan {
+            index: 0,
             len: 9,
-            slot_size: 8
+            span: 1,
+            expected: 2
         })
     ));
 }
@@ -134,18 +146,18 @@ pub(super) fn corrupt_commit_word_and_length_are_errors<M: RingMemory>(make: Mak
 pub(super) fn send_with_writes_in_place_and_rejects_overlong_lengths<M: RingMemory>(make: Make<M>) {
     let (mut p, mut c) = ring(make, 8, 2);
     assert!(p
-        .try_send_with(|buf| {
+        .try_send_with(8, |buf| {
             assert_eq!(buf.len(), 8);
             buf[..3].copy_from_slice(b"abc");
             Ok::<_, Error>(3)
         })
         .unwrap());
     assert!(matches!(
-        p.try_send_with(|_| Ok::<_, Error>(9)),
+        p.try_send_with(8, |_| Ok::<_, Error>(9)),
         Err(Error::MessageTooLarge { len: 9, .. })
     ));
     assert!(matches!(
-        p.try_send_with(|buf| {
+        p.try_send_with(8, |buf| {
             buf[0] = b'!';
             Err(Error::Closed)
         }),
@@ -161,7 +173,7 @@ pub(super) fn send_with_writes_in_place_and_rejects_overlong_lengths<M: RingMemo
     assert!(p.try_send(b"y").unwrap());
     let mut called = false;
     assert!(!p
-        .try_send_with(|_| {
+        .try_send_with(8, |_| {
             called = true;
             Ok::<_, Error>(0)
         })
@@ -235,7 +247,7 @@ pub(super) fn resumes_near_the_top_of_the_index_range<M: RingMemory + Clone>(mak
         )
     };
     assert!(exhausted(p.try_send(b"x")), "published index MAX_INDEX");
-    assert!(exhausted(p.try_send_with(|_| Ok::<_, Error>(1))));
+    assert!(exhausted(p.try_send_with(8, |_| Ok::<_, Error>(1))));
     assert!(matches!(
         p.try_send_batch(&[b"a"]),
         Err(Error::Corrupt(Corruption::IndexOutOfRange { .. }))
@@ -265,8 +277,10 @@ enum Op {
     Drain(usize),
 }
 
-fn op(slot_size: usize) -> impl Strategy<Value = Op> {
-    let msg = prop::collection::vec(any::<u8>(), 0..=slot_size);
+fn op(slot_size: usize, max_len: usize) -> impl Strategy<Value = Op> {
+    // Mostly messages of one slot, some of any length up to the whole ring.
+    let len = prop_oneof![3 => 0..=slot_size, 1 => 0..=max_len];
+    let msg = len.prop_flat_map(|len| prop::collection::vec(any::<u8>(), len));
     prop_oneof![
         msg.clone().prop_map(Op::Send),
         prop::collection::vec(msg, 0..6).prop_map(Op::Batch),
@@ -275,9 +289,62 @@ fn op(slot_size: usize) -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Any sequence of sends and receives matches a bounded `VecDeque` model.
+/// The model's view of the ring: records (`None` for padding) and the slots they cover.
+#[derive(Default)]
+struct Model {
+    records: VecDeque<(Option<Vec<u8>>, u64)>,
+    head: u64,
+    tail: u64,
+}
+
+impl Model {
+    /// What `try_send` does: padding first where a long message would wrap, then the
+    /// message if its slots are free.
+    fn send(&mut self, shape: Shape, msg: &[u8]) -> bool {
+        let span = shape.span_of(msg.len());
+        let slot = self.head % shape.count;
+        let free = |m: &Model| shape.count - (m.head - m.tail);
+        if slot + span > shape.count {
+            let pad = shape.count - slot;
+            if free(self) < pad {
+                return false;
+            }
+            self.records.push_back((None, pad));
+            self.head += pad;
+        }
+        if free(self) < span {
+            return false;
+        }
+        self.records.push_back((Some(msg.to_vec()), span));
+        self.head += span;
+        true
+    }
+
+    /// What `drain(max)` does: up to `max` messages, padding before them skipped.
+    fn drain(&mut self, max: usize) -> Vec<Vec<u8>> {
+        let mut got = vec![];
+        while got.len() < max {
+            let Some((msg, span)) = self.records.pop_front() else {
+                break;
+            };
+            self.tail += span;
+            got.extend(msg);
+        }
+        got
+    }
+}
+
+/// Any sequence of sends and receives, of any sizes up to the whole ring, matches a model
+/// of records over a bounded ring.
 pub(super) fn matches_vecdeque_model<M: RingMemory>(make: Make<M>) {
-    let cases = (0u32..4, prop::collection::vec(op(24), 0..200));
+    const SLOT: usize = 24;
+    let cases = (0u32..4).prop_flat_map(|count_log| {
+        let (p, _) = ring(heap_ring, SLOT, 1 << count_log);
+        (
+            Just(count_log),
+            prop::collection::vec(op(SLOT, p.max_len()), 0..100),
+        )
+    });
     // No regression file: a failure prints the shrunk case, which is what to keep.
     let config = Config {
         failure_persistence: None,
@@ -285,32 +352,32 @@ pub(super) fn matches_vecdeque_model<M: RingMemory>(make: Make<M>) {
     };
     let result = TestRunner::new(config).run(&cases, |(count_log, ops)| {
         let count = 1usize << count_log;
-        let (mut p, mut c) = ring(make, 24, count);
-        let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+        let (mut p, mut c) = ring(make, SLOT, count);
+        let shape = super::shape_of(p.memory());
+        let mut model = Model::default();
         for op in ops {
             match op {
                 Op::Send(m) => {
                     let sent = p.try_send(&m).unwrap();
-                    prop_assert_eq!(sent, model.len() < count);
-                    if sent {
-                        model.push_back(m);
-                    }
+                    prop_assert_eq!(sent, model.send(shape, &m));
                 }
                 Op::Batch(ms) => {
                     let refs: Vec<&[u8]> = ms.iter().map(|m| m.as_slice()).collect();
                     let n = p.try_send_batch(&refs).unwrap();
-                    prop_assert_eq!(n, ms.len().min(count - model.len()));
-                    model.extend(ms.into_iter().take(n));
+                    let want = ms.iter().take_while(|m| model.send(shape, m)).count();
+                    prop_assert_eq!(n, want);
                 }
-                Op::Recv => prop_assert_eq!(recv(&mut c), model.pop_front()),
+                Op::Recv => prop_assert_eq!(recv(&mut c), model.drain(1).pop()),
                 Op::Drain(max) => {
                     let mut got = vec![];
                     let n = c.drain(max, |m| got.push(m.to_vec())).unwrap();
-                    let want: Vec<Vec<u8>> = model.drain(..max.min(model.len())).collect();
+                    let want = model.drain(max);
                     prop_assert_eq!(n, want.len());
                     prop_assert_eq!(got, want);
                 }
             }
+            prop_assert_eq!(p.memory().head().load(Ordering::Relaxed), model.head);
+            prop_assert_eq!(c.tail(), model.tail);
         }
         Ok(())
     });
@@ -320,7 +387,7 @@ pub(super) fn matches_vecdeque_model<M: RingMemory>(make: Make<M>) {
 }
 
 /// Heap backing: one allocation, both views are clones of the same region.
-fn heap_ring(slot_size: usize, slot_count: usize) -> (Region, Region) {
+pub(super) fn heap_ring(slot_size: usize, slot_count: usize) -> (Region, Region) {
     let region = Region::heap(slot_size, slot_count).unwrap();
     (region.clone(), region)
 }
@@ -329,7 +396,7 @@ fn heap_ring(slot_size: usize, slot_count: usize) -> (Region, Region) {
 /// and the consumer's view sit at different addresses, as in two processes). Its name is
 /// unlinked before this returns, and on any failure before that, so no test leaves a
 /// segment behind; the mappings outlive the name.
-fn shm_ring(slot_size: usize, slot_count: usize) -> (Region, Region) {
+pub(super) fn shm_ring(slot_size: usize, slot_count: usize) -> (Region, Region) {
     /// Unlinks the segment's name when dropped, panicking or not.
     struct Unlink(String);
     impl Drop for Unlink {

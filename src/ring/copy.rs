@@ -6,8 +6,9 @@
 use super::{Consumer, Region};
 use crate::error::Corruption;
 
-/// A receiver's private, 8-byte-aligned buffer of one slot's size, allocated once and
-/// reused for every message.
+/// A receiver's private, 8-byte-aligned buffer, allocated at one slot's size, grown (once)
+/// when a longer message first arrives, and reused for every message: no allocation per
+/// message once the largest has been seen.
 pub(crate) struct PrivateCopy {
     /// Backing words (u64 for the alignment Cap'n Proto segments need).
     words: Vec<u64>,
@@ -36,10 +37,17 @@ impl PrivateCopy {
         self.words.as_mut_ptr().cast::<u8>()
     }
 
-    /// Capacity in bytes.
+    /// Makes room for `len` bytes.
     #[inline]
-    fn capacity(&self) -> usize {
-        self.words.len() * 8
+    fn reserve(&mut self, len: usize) {
+        if len > self.words.len() * 8 {
+            self.grow(len);
+        }
+    }
+
+    #[cold]
+    fn grow(&mut self, len: usize) {
+        self.words.resize(len.div_ceil(8), 0);
     }
 }
 
@@ -49,23 +57,23 @@ impl Consumer<Region> {
     /// copy then holds whatever bytes were read, never anything outside the slot).
     ///
     /// # Safety
-    /// `peek(ahead)` returned `Some(len)` and nothing has been released since; `dst` is
-    /// valid for `len` bytes of writes and is not in the mapping.
+    /// `peek(ahead)` returned a message of `len` bytes and nothing has been released since;
+    /// `dst` is valid for `len` bytes of writes and is not in the mapping.
     #[inline]
     pub(crate) unsafe fn copy_payload(&self, ahead: u64, len: usize, dst: *mut u8) {
         let slot = ((self.tail + ahead) & self.mask) as usize;
-        debug_assert!(len <= self.slot_size);
-        // SAFETY: `peek` checked len <= slot_size, so the source is inside the slot's
-        // payload (`payload_ptr` is bounds-checked); `dst` is valid and private (caller),
-        // so the two do not overlap. No reference to the slot is formed.
-        unsafe { std::ptr::copy_nonoverlapping(self.mem.payload_ptr(slot), dst, len) }
+        // SAFETY: `payload_ptr` checked that `len` bytes from the record's start lie
+        // within the slots (and `peek` checked the record fits the ring); `dst` is valid
+        // and private (caller), so the two do not overlap. No reference to the slots is
+        // formed.
+        unsafe { std::ptr::copy_nonoverlapping(self.mem.payload_ptr(slot, len), dst, len) }
     }
 
     /// Copies the message `ahead` places after the next one into `copy` and returns the
     /// copy.
     ///
     /// # Safety
-    /// `peek(ahead)` returned `Some(len)` and nothing has been released since.
+    /// `peek(ahead)` returned a message of `len` bytes and nothing has been released since.
     #[inline]
     pub(crate) unsafe fn copy_out<'c>(
         &self,
@@ -73,7 +81,7 @@ impl Consumer<Region> {
         len: usize,
         copy: &'c mut PrivateCopy,
     ) -> &'c [u8] {
-        assert!(len <= copy.capacity(), "private copy smaller than a slot");
+        copy.reserve(len);
         // SAFETY: the caller's `peek`; the buffer holds `len` bytes and is process-local.
         unsafe { self.copy_payload(ahead, len, copy.as_mut_ptr()) };
         copy.bytes(len)
@@ -87,19 +95,9 @@ impl Consumer<Region> {
         copy: &mut PrivateCopy,
         mut f: impl FnMut(&[u8]),
     ) -> Result<usize, Corruption> {
-        let max = (max as u64).min(self.count);
-        let mut n = 0;
-        let mut bytes = 0;
-        while n < max {
-            let Some(len) = self.peek(n)? else { break };
-            // SAFETY: `peek(n)` returned `Some(len)` and nothing was released since.
-            f(unsafe { self.copy_out(n, len, copy) });
-            bytes += len as u64;
-            n += 1;
-        }
-        if n > 0 {
-            self.release(n, bytes);
-        }
-        Ok(n as usize)
+        self.drain_with(max, |consumer, ahead, len| {
+            // SAFETY: `drain_with` saw this record published, and nothing was released.
+            f(unsafe { consumer.copy_out(ahead, len, copy) })
+        })
     }
 }

@@ -8,9 +8,13 @@ use loom::sync::Arc;
 use loom::thread;
 
 use super::{Consumer, Producer, RingMemory};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 const SLOT_SIZE: usize = 4;
+/// What a record's bytes write over a slot header it covers, in this model: a value no
+/// commit or meta word ever holds, so a consumer that read a covered slot's words without
+/// their being restored would report corruption (and fail the model).
+const OVERWRITTEN: u64 = 0xDEAD_BEEF_DEAD_BEEF;
 
 struct Inner {
     head: AtomicU64,
@@ -18,9 +22,21 @@ struct Inner {
     tail: AtomicU64,
     tail_bytes: AtomicU64,
     commit: Vec<AtomicU64>,
-    len: Vec<AtomicU32>,
-    payload: Vec<UnsafeCell<[u8; SLOT_SIZE]>>,
+    meta: Vec<AtomicU64>,
+    /// The payload bytes of all slots, back to back (the model's stride is `SLOT_SIZE`:
+    /// its slot headers live in `commit` and `meta`), so a record is one contiguous slice.
+    bytes: std::cell::UnsafeCell<Vec<u8>>,
+    /// One loom cell per slot, accessed (read or written) whenever a record covering the
+    /// slot is: loom reports a data race if two such accesses are not ordered.
+    access: Vec<UnsafeCell<()>>,
 }
+
+// SAFETY: `bytes` is only reached through `LoomMemory`'s accessors, whose callers own the
+// slots they touch (the `RingMemory` contract), and every such access is checked by loom
+// through the per-slot `access` cells.
+unsafe impl Sync for Inner {}
+// SAFETY: see `Sync`.
+unsafe impl Send for Inner {}
 
 /// A ring's memory for loom, shared by the two threads (also used by the waiter's
 /// models in `wait/loom_tests.rs`).
@@ -35,22 +51,57 @@ impl LoomMemory {
             tail: AtomicU64::new(0),
             tail_bytes: AtomicU64::new(0),
             commit: (0..slots).map(|_| AtomicU64::new(0)).collect(),
-            len: (0..slots).map(|_| AtomicU32::new(0)).collect(),
-            payload: (0..slots)
-                .map(|_| UnsafeCell::new([0; SLOT_SIZE]))
-                .collect(),
+            meta: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            bytes: std::cell::UnsafeCell::new(vec![0; slots * SLOT_SIZE]),
+            access: (0..slots).map(|_| UnsafeCell::new(())).collect(),
         }))
+    }
+
+    /// The slots a record of `len` bytes at `slot` covers.
+    fn covered(slot: usize, len: usize) -> std::ops::Range<usize> {
+        slot..slot + len.div_ceil(SLOT_SIZE).max(1)
+    }
+
+    /// Records a write of the record's slots, and overwrites the headers it covers after
+    /// its first, as the real layout's payload does.
+    fn write_access(&self, slot: usize, len: usize) -> *mut u8 {
+        let covered = Self::covered(slot, len);
+        assert!(covered.end <= self.0.commit.len(), "record passes the ring");
+        for s in covered.clone() {
+            self.0.access[s].with_mut(|_| ());
+        }
+        for s in covered.skip(1) {
+            self.0.commit[s].store(OVERWRITTEN, Ordering::Relaxed);
+            self.0.meta[s].store(OVERWRITTEN, Ordering::Relaxed);
+        }
+        // SAFETY: in bounds (checked above); the caller owns these slots.
+        unsafe { (*self.0.bytes.get()).as_mut_ptr().add(slot * SLOT_SIZE) }
+    }
+
+    /// Records a read of the record's slots.
+    fn read_access(&self, slot: usize, len: usize) -> *const u8 {
+        let covered = Self::covered(slot, len);
+        assert!(covered.end <= self.0.commit.len(), "record passes the ring");
+        for s in covered {
+            self.0.access[s].with(|_| ());
+        }
+        // SAFETY: in bounds (checked above); the producer does not write these slots.
+        unsafe { (*self.0.bytes.get()).as_ptr().add(slot * SLOT_SIZE) }
     }
 }
 
 // SAFETY: the slot count is fixed at construction (a power of two in every test), each
-// slot has its own commit word, length word and payload cell, and the payload accessors
-// go through loom's cell, which checks their exclusivity itself.
+// slot has its own commit and meta word, the payload bytes are `slot_count * SLOT_SIZE`
+// long with slot `s` at `s * SLOT_SIZE` (the stride), and every payload access is checked
+// by loom through the per-slot cells.
 unsafe impl RingMemory for LoomMemory {
     fn slot_count(&self) -> usize {
         self.0.commit.len()
     }
     fn slot_size(&self) -> usize {
+        SLOT_SIZE
+    }
+    fn slot_stride(&self) -> usize {
         SLOT_SIZE
     }
     fn head(&self) -> &AtomicU64 {
@@ -68,31 +119,23 @@ unsafe impl RingMemory for LoomMemory {
     fn commit(&self, slot: usize) -> &AtomicU64 {
         &self.0.commit[slot]
     }
-    fn len(&self, slot: usize) -> &AtomicU32 {
-        &self.0.len[slot]
+    fn meta(&self, slot: usize) -> &AtomicU64 {
+        &self.0.meta[slot]
     }
     unsafe fn write_payload(&self, slot: usize, src: &[u8]) {
-        // SAFETY: `with_mut` records a write; loom fails the model if it races a read.
-        self.0.payload[slot].with_mut(|p| {
-            let bytes: &mut [u8; SLOT_SIZE] = unsafe { &mut *p };
-            bytes[..src.len()].copy_from_slice(src);
-        });
+        let dst = self.write_access(slot, src.len());
+        // SAFETY: `write_access` checked the bounds; the caller owns the slots.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) }
     }
     unsafe fn payload(&self, slot: usize, len: usize) -> &[u8] {
-        // SAFETY: `with` records the read at this point, where the consumer takes the
-        // bytes; the slice outlives the closure only as long as the caller's contract (the
-        // slot stays published and unreleased) holds, which is what the model checks.
-        self.0.payload[slot].with(|p| {
-            let bytes: &[u8; SLOT_SIZE] = unsafe { &*p };
-            &bytes[..len]
-        })
+        // SAFETY: in bounds; the read is recorded where the consumer takes the bytes, and
+        // the slice is used only while the caller's contract (the record stays published
+        // and unreleased) holds, which is what the model checks.
+        unsafe { std::slice::from_raw_parts(self.read_access(slot, len), len) }
     }
-    unsafe fn payload_mut(&self, slot: usize) -> &mut [u8] {
-        // SAFETY: as for `payload`, with a write recorded; the caller owns the slot.
-        self.0.payload[slot].with_mut(|p| {
-            let bytes: &mut [u8; SLOT_SIZE] = unsafe { &mut *p };
-            &mut bytes[..]
-        })
+    unsafe fn payload_mut(&self, slot: usize, len: usize) -> &mut [u8] {
+        // SAFETY: as for `payload`, with a write recorded; the caller owns the slots.
+        unsafe { std::slice::from_raw_parts_mut(self.write_access(slot, len), len) }
     }
 }
 
@@ -174,7 +217,7 @@ fn in_place_writes_are_published_whole() {
             for round in 1..=2u8 {
                 loop {
                     let sent = producer
-                        .try_send_with(|slot| {
+                        .try_send_with(SLOT_SIZE, |slot| {
                             slot[..2].copy_from_slice(&[round, round]);
                             Ok::<_, crate::error::Error>(2)
                         })
@@ -216,5 +259,31 @@ fn a_resumed_producer_leaves_no_hole_and_no_duplicate() {
             }
         }
         assert_eq!(consumer.join().unwrap(), [vec![1], vec![2], vec![3]]);
+    });
+}
+
+#[test]
+fn long_records_wrap_after_padding_and_their_slots_are_restored() {
+    // Four slots of four bytes. Message 1 covers slots 0-1; message 2 (9 bytes, three
+    // slots) would run past the end from slot 2, so a padding record covers slots 2-3 and
+    // the message starts at slot 0 once the consumer released message 1 and the padding.
+    // Message 3 (one slot) follows at slot 3, which the padding covered. The headers
+    // message 1 and 2 covered were overwritten (`OVERWRITTEN`) and the padding's hold the
+    // previous lap's words, so a missing restore, or a reuse before release, fails.
+    loom::model(|| {
+        let mem = LoomMemory::new(4);
+        let mut producer = Producer::new(mem.clone(), 0, 0, 0);
+        let msgs = [vec![1u8; 6], vec![2u8; 9], vec![3u8; 1]];
+        let sent = msgs.clone();
+        let sender = thread::spawn(move || {
+            for msg in &sent {
+                while !producer.try_send(msg).unwrap() {
+                    thread::yield_now();
+                }
+            }
+        });
+        let got = receive(&mut Consumer::new(mem, 0, 0), 3);
+        sender.join().unwrap();
+        assert_eq!(got, msgs);
     });
 }

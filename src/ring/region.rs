@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::RingMemory;
 use crate::layout::{Geometry, Header, SlotHeader, HEADER_SIZE, SLOT_HEADER_SIZE};
-use crate::sync::{AtomicU32, AtomicU64};
+use crate::sync::AtomicU64;
 
 // The ring protocol (built under loom too, where `layout` is not) keeps its own copy of
 // the contract's largest index; they must agree.
@@ -33,6 +33,8 @@ pub(crate) struct Region {
     owner: Arc<dyn Backing>,
     base: NonNull<u8>,
     geometry: Geometry,
+    /// Offset (from the first slot) where the last slot's payload ends: no record passes it.
+    payload_end: usize,
 }
 
 // SAFETY: `Region` only hands out `&` to atomics inside the mapping and raw payload
@@ -53,6 +55,9 @@ impl Region {
         Region {
             base: owner.base(),
             owner,
+            payload_end: geometry.slot_count.saturating_sub(1) * geometry.slot_stride
+                + SLOT_HEADER_SIZE
+                + geometry.slot_size,
             geometry,
         }
     }
@@ -102,18 +107,30 @@ impl Region {
         unsafe { &*self.slot_ptr(slot).cast::<SlotHeader>() }
     }
 
-    /// Pointer to slot `slot`'s payload (`slot_size` bytes, 8-byte aligned).
+    /// Pointer to the payload of the record at slot `slot`, checked to hold `len` bytes
+    /// before the end of the slots (8-byte aligned; `slot_size` bytes of the slot itself,
+    /// then the following slots for a longer record). Panics if `len` bytes from there
+    /// would pass the last slot: callers validated that already, so this bounds check is
+    /// the unsafe code's own guard and never fails.
     #[inline]
-    pub(crate) fn payload_ptr(&self, slot: usize) -> *mut u8 {
+    pub(crate) fn payload_ptr(&self, slot: usize, len: usize) -> *mut u8 {
+        let start = slot * self.geometry.slot_stride + SLOT_HEADER_SIZE;
+        // (The last slot's payload may end a few bytes before the slots do, the stride
+        // being rounded up; a record never uses those bytes.)
+        assert!(
+            len <= self.payload_end.saturating_sub(start),
+            "record of {len} bytes at slot {slot} passes the ring"
+        );
         // SAFETY: the payload starts SLOT_HEADER_SIZE bytes into an in-bounds slot, and
-        // the stride leaves room for `slot_size` payload bytes after it.
+        // `len` bytes from there end within the slots (checked above).
         unsafe { self.slot_ptr(slot).add(SLOT_HEADER_SIZE) }
     }
 }
 
 // SAFETY: the geometry was checked against the memory (`Region::new`), slot pointers are
-// bounds-checked by `slot_ptr`, and slots do not overlap each other or the header because
-// the stride is at least SLOT_HEADER_SIZE + slot_size.
+// bounds-checked by `slot_ptr` and record payloads by `payload_ptr`, and slots do not
+// overlap each other or the header because the stride is at least SLOT_HEADER_SIZE +
+// slot_size and the slots are `slot_stride` apart.
 unsafe impl RingMemory for Region {
     #[inline]
     fn slot_count(&self) -> usize {
@@ -144,27 +161,36 @@ unsafe impl RingMemory for Region {
         &self.slot_header(slot).commit
     }
     #[inline]
-    fn len(&self, slot: usize) -> &AtomicU32 {
-        &self.slot_header(slot).len
+    fn slot_stride(&self) -> usize {
+        self.geometry.slot_stride
+    }
+    #[inline]
+    fn meta(&self, slot: usize) -> &AtomicU64 {
+        &self.slot_header(slot).meta
     }
     #[inline]
     unsafe fn write_payload(&self, slot: usize, src: &[u8]) {
-        debug_assert!(src.len() <= self.geometry.slot_size);
-        // SAFETY: the caller owns the slot and bounded `src.len()` by slot_size; the
-        // payload never overlaps `src`, which is process-local memory.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.payload_ptr(slot), src.len()) }
+        // SAFETY: `payload_ptr` checked the `src.len()` bytes are within the slots; the
+        // caller owns every slot they cover; the payload never overlaps `src`, which is
+        // process-local memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                self.payload_ptr(slot, src.len()),
+                src.len(),
+            )
+        }
     }
     #[inline]
-    unsafe fn payload_mut(&self, slot: usize) -> &mut [u8] {
-        // SAFETY: in bounds (slot_size bytes after the slot header); the caller owns the
-        // slot, so nothing else reads or writes it while the borrow lives.
-        unsafe { std::slice::from_raw_parts_mut(self.payload_ptr(slot), self.geometry.slot_size) }
+    unsafe fn payload_mut(&self, slot: usize, len: usize) -> &mut [u8] {
+        // SAFETY: in bounds (`payload_ptr` checked); the caller owns the slots, so nothing
+        // else reads or writes them while the borrow lives.
+        unsafe { std::slice::from_raw_parts_mut(self.payload_ptr(slot, len), len) }
     }
     #[inline]
     unsafe fn payload(&self, slot: usize, len: usize) -> &[u8] {
-        debug_assert!(len <= self.geometry.slot_size);
-        // SAFETY: in bounds (len <= slot_size), and the caller guarantees the producer
-        // does not write the slot while the borrow lives (published, not released).
-        unsafe { std::slice::from_raw_parts(self.payload_ptr(slot), len) }
+        // SAFETY: in bounds (`payload_ptr` checked), and the caller guarantees the producer
+        // does not write the slots while the borrow lives (published, not released).
+        unsafe { std::slice::from_raw_parts(self.payload_ptr(slot, len), len) }
     }
 }

@@ -12,7 +12,7 @@ use super::control::Control;
 use super::link::Link;
 use crate::error::{Corruption, Error, Result};
 use crate::ring::Region;
-use crate::ring::{Consumer, PrivateCopy};
+use crate::ring::{Consumer, PrivateCopy, Record};
 use crate::sync::Ordering;
 use crate::wait::{self, Received, Timeout, Waiter};
 
@@ -88,8 +88,9 @@ impl Receiver {
 
     #[cold]
     fn switch_when_drained(&mut self) -> Result<()> {
-        // A corrupt old ring is left behind too: its sender is gone either way.
-        if !matches!(self.consumer.peek(0), Ok(Some(_))) {
+        // A corrupt old ring is left behind too: its sender is gone either way. (A padding
+        // record its sender left last is skipped: it is no message.)
+        if !matches!(self.next_record(), Ok(Some(_))) {
             *self = Receiver::new(self.control.clone(), self.trust)?;
         }
         Ok(())
@@ -106,27 +107,39 @@ impl Receiver {
     /// [`Error::Corrupt`].
     #[inline]
     pub fn recv(&mut self, timeout: impl Into<Timeout>) -> Result<RecvGuard<'_>> {
-        let len = self.next_len(timeout.into())?;
+        let record = self.next_message(timeout.into())?;
         if let Some(copy) = self.copy.as_mut() {
-            // SAFETY: `next_len` saw the message published with this length, unreleased.
-            unsafe { self.consumer.copy_out(0, len, copy) };
-            self.release_one(len);
+            // SAFETY: `next_message` saw the message published, unreleased.
+            unsafe { self.consumer.copy_out(0, record.len, copy) };
+            self.release(record);
         }
         Ok(RecvGuard {
             receiver: self,
-            len,
+            record,
         })
     }
 
-    /// The length of the next message (read once from its slot and checked against the
-    /// slot size), waiting up to `timeout` for one.
+    /// The next message (its record read once from its slot and validated), waiting up to
+    /// `timeout` for one. Padding records in front of it are released on the way.
     #[inline]
-    fn next_len(&mut self, timeout: Timeout) -> Result<usize> {
+    fn next_message(&mut self, timeout: Timeout) -> Result<Record> {
         self.sync()?;
-        let peeked = self.consumer.peek(0);
-        match peeked.map_err(|c| self.link.explain(c.into()))? {
-            Some(len) => Ok(len),
+        let next = self.next_record();
+        match next.map_err(|c| self.link.explain(c.into()))? {
+            Some(record) => Ok(record),
             None => self.wait_for_message(&mut Waiter::new(timeout)),
+        }
+    }
+
+    /// The message record at the tail, if one is published; a padding record there is
+    /// released first (and the producer woken: it may wait for those slots).
+    #[inline]
+    fn next_record(&mut self) -> Result<Option<Record>, Corruption> {
+        loop {
+            match self.consumer.peek(0)? {
+                Some(record) if record.padding => self.release(record),
+                other => return Ok(other),
+            }
         }
     }
 
@@ -134,16 +147,17 @@ impl Receiver {
     /// contents) and releases the slot at once. Returns the message length. The copy
     /// reads the slot through a raw pointer in either [`Trust`] mode.
     pub fn recv_into(&mut self, buf: &mut Vec<u8>, timeout: impl Into<Timeout>) -> Result<usize> {
-        let len = self.next_len(timeout.into())?;
+        let record = self.next_message(timeout.into())?;
+        let len = record.len;
         buf.clear();
         buf.reserve(len);
-        // SAFETY: `next_len` saw the message published with this length, unreleased; `buf`
-        // has room for `len` bytes, which the copy initializes before `set_len`.
+        // SAFETY: `next_message` saw the message published with this length, unreleased;
+        // `buf` has room for `len` bytes, which the copy initializes before `set_len`.
         unsafe {
             self.consumer.copy_payload(0, len, buf.as_mut_ptr());
             buf.set_len(len);
         }
-        self.release_one(len);
+        self.release(record);
         Ok(len)
     }
 
@@ -160,8 +174,8 @@ impl Receiver {
             return Ok(0);
         }
         self.sync()?;
-        let peeked = self.consumer.peek(0);
-        if peeked.map_err(|c| self.link.explain(c.into()))?.is_none() {
+        let next = self.next_record();
+        if next.map_err(|c| self.link.explain(c.into()))?.is_none() {
             self.wait_for_message(&mut Waiter::new(timeout.into()))?;
         }
         self.drain(max, f)
@@ -170,21 +184,22 @@ impl Receiver {
     /// Reads up to `max` messages that are already published, without waiting.
     pub(super) fn drain(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize> {
         self.sync()?;
+        let tail = self.consumer.tail();
         let drained = match self.copy.as_mut() {
             None => self.consumer.drain(max, f),
             Some(copy) => self.consumer.drain_copied(max, copy, f),
         };
-        let n = drained.map_err(|c| self.link.explain(c.into()))?;
-        if n > 0 {
+        // Padding alone releases slots too: a producer may wait for them.
+        if self.consumer.tail() != tail {
             self.wake_producer();
         }
-        Ok(n)
+        drained.map_err(|c| self.link.explain(c.into()))
     }
 
-    /// Releases the next message's slot (after a [`RecvGuard`]).
+    /// Releases the record at the tail (after a [`RecvGuard`], or padding).
     #[inline]
-    fn release_one(&mut self, len: usize) {
-        self.consumer.release(1, len as u64);
+    fn release(&mut self, record: Record) {
+        self.consumer.finish(record);
         self.wake_producer();
     }
 
@@ -212,9 +227,9 @@ impl Receiver {
     }
 
     /// Waits for the next message within `waiter`'s deadline, across a reconnection too;
-    /// returns its length.
+    /// returns its record.
     #[cold]
-    fn wait_for_message(&mut self, waiter: &mut Waiter) -> Result<usize> {
+    fn wait_for_message(&mut self, waiter: &mut Waiter) -> Result<Record> {
         loop {
             let link = &self.link;
             let consumer = &self.consumer;
@@ -228,7 +243,8 @@ impl Receiver {
             )
             .map_err(|e| link.explain(e.into()))?;
             match received {
-                Received::Message(len) => return Ok(len),
+                Received::Message(record) if record.padding => self.release(record),
+                Received::Message(record) => return Ok(record),
                 Received::TimedOut => return Err(Error::Timeout { full: false }),
                 Received::Gone(gone) => {
                     self.control.session.after_gone(gone, self.epoch, waiter)?;
@@ -272,7 +288,7 @@ impl Receiver {
 /// to the receiver's private copy (the slot was released already).
 pub struct RecvGuard<'a> {
     receiver: &'a mut Receiver,
-    len: usize,
+    record: Record,
 }
 
 impl Deref for RecvGuard<'_> {
@@ -280,11 +296,11 @@ impl Deref for RecvGuard<'_> {
     #[inline]
     fn deref(&self) -> &[u8] {
         match &self.receiver.copy {
-            // SAFETY: `recv` saw the slot published with this length (`peek(0)`), and it
-            // is released only when the guard drops, so a cooperating producer does not
-            // touch it meanwhile.
-            None => unsafe { self.receiver.consumer.payload(0, self.len) },
-            Some(copy) => copy.bytes(self.len),
+            // SAFETY: `recv` saw the record published with this length (`peek(0)`), and
+            // it is released only when the guard drops, so a cooperating producer does not
+            // touch its slots meanwhile.
+            None => unsafe { self.receiver.consumer.payload(0, self.record.len) },
+            Some(copy) => copy.bytes(self.record.len),
         }
     }
 }
@@ -293,7 +309,7 @@ impl Drop for RecvGuard<'_> {
     #[inline]
     fn drop(&mut self) {
         if self.receiver.copy.is_none() {
-            self.receiver.release_one(self.len);
+            self.receiver.release(self.record);
         }
     }
 }

@@ -67,7 +67,10 @@ impl Sender {
         self.sync()
     }
 
-    /// Sends `msg` (0..=slot_size bytes), waiting for a free slot up to `timeout`.
+    /// Sends `msg`, of any length up to [`Sender::max_message_len`], waiting up to
+    /// `timeout` for the slots it needs. A message longer than the slot size covers
+    /// several consecutive slots and is received whole, in one piece (see README,
+    /// "Messages larger than a slot").
     ///
     /// Errors: [`Error::MessageTooLarge`] (nothing published), [`Error::Timeout`],
     /// [`Error::Closed`] / [`Error::PeerDead`] once the peer is known to be gone,
@@ -80,17 +83,22 @@ impl Sender {
         self.prepare(&mut waiter)?;
         let sent = self.producer.try_send(msg);
         if !sent.map_err(|e| self.link.explain(e))? {
-            self.wait_for_space(&mut waiter)?;
-            let sent = self.producer.try_send(msg)?;
-            debug_assert!(sent, "space was seen and only we produce");
+            // A long message may publish its padding first, then wait again for its slots.
+            loop {
+                self.wait_for_space(&mut waiter, msg.len())?;
+                if self.producer.try_send(msg)? {
+                    break;
+                }
+            }
         }
         self.wake_consumer();
         Ok(())
     }
 
-    /// Sends as many of `msgs` as fit after one free-space check, waiting up to `timeout`
-    /// for at least one free slot. Returns how many were sent (a prefix of `msgs`). Every
-    /// length is checked before anything is published.
+    /// Sends as many of `msgs` as fit, in order, waiting up to `timeout` for the first
+    /// one's slots. Returns how many were sent (a prefix of `msgs`). Every length is
+    /// checked before anything is published. Messages of one slot each take one
+    /// free-space check for the whole batch.
     pub fn send_batch(&mut self, msgs: &[&[u8]], timeout: impl Into<Timeout>) -> Result<usize> {
         if msgs.is_empty() {
             return Ok(0);
@@ -98,8 +106,8 @@ impl Sender {
         let mut waiter = Waiter::new(timeout.into());
         self.prepare(&mut waiter)?;
         let mut n = self.producer.try_send_batch(msgs)?;
-        if n == 0 {
-            self.wait_for_space(&mut waiter)?;
+        while n == 0 {
+            self.wait_for_space(&mut waiter, msgs[0].len())?;
             n = self.producer.try_send_batch(msgs)?;
         }
         self.wake_consumer();
@@ -114,7 +122,7 @@ impl Sender {
     /// When `write` returns `Err(e)`, nothing is published (the slot stays free) and
     /// `send_with` returns that same `e`. The transport's own errors (those of
     /// [`Sender::send`]; a length above the slot size is [`Error::MessageTooLarge`] and
-    /// publishes nothing) come back converted with `E::from`, so `E` is usually [`Error`]
+    /// publishes nothing; [`Sender::send_with_capacity`] writes longer messages) come back converted with `E::from`, so `E` is usually [`Error`]
     /// itself or an application error with a `From<Error>` impl.
     ///
     /// ```
@@ -170,23 +178,59 @@ impl Sender {
         timeout: impl Into<Timeout>,
         write: impl FnOnce(&mut [u8]) -> std::result::Result<usize, E>,
     ) -> std::result::Result<(), E> {
+        let capacity = self.producer.slot_size();
+        self.send_with_capacity(capacity, timeout, write)
+    }
+
+    /// Like [`Sender::send_with`], for a message of up to `capacity` bytes (any size up to
+    /// [`Sender::max_message_len`]): `write` gets `capacity` contiguous bytes in the ring
+    /// (over several slots when `capacity` exceeds the slot size) and returns how many it
+    /// wrote. Waits for the slots `capacity` bytes need; a message shorter than that
+    /// is published over the slots its own length needs.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use capnp_shm_transport::{Channel, Error};
+    ///
+    /// # let name = format!("doc-send-with-capacity-{}", std::process::id());
+    /// let mut a = Channel::builder(&name).slot_size(64).slot_count(8).create()?;
+    /// let mut b = Channel::builder(&name).open_timeout(Duration::from_secs(1)).open()?;
+    /// // 300 bytes through 64-byte slots, written in place.
+    /// a.sender().send_with_capacity(300, Duration::from_secs(1), |buf| {
+    ///     buf.fill(7);
+    ///     Ok::<_, Error>(buf.len())
+    /// })?;
+    /// assert_eq!(&*b.recv(Duration::from_secs(1))?, &[7u8; 300][..]);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn send_with_capacity<E: From<Error>>(
+        &mut self,
+        capacity: usize,
+        timeout: impl Into<Timeout>,
+        write: impl FnOnce(&mut [u8]) -> std::result::Result<usize, E>,
+    ) -> std::result::Result<(), E> {
         let mut waiter = Waiter::new(timeout.into());
         self.prepare(&mut waiter)?;
-        // The ring calls the writer only when a slot is free: at most once over both tries.
+        // The ring calls the writer only when the slots are free: at most once in all.
         let mut write = Some(write);
         let mut call = |slot: &mut [u8]| (write.take().expect("called at most once"))(slot);
-        if !self.producer.try_send_with(&mut call)? {
-            self.wait_for_space(&mut waiter)?;
-            let sent = self.producer.try_send_with(&mut call)?;
-            debug_assert!(sent, "space was seen and only we produce");
+        if !self.producer.try_send_with(capacity, &mut call)? {
+            loop {
+                self.wait_for_space(&mut waiter, capacity)?;
+                if self.producer.try_send_with(capacity, &mut call)? {
+                    break;
+                }
+            }
         }
         self.wake_consumer();
         Ok(())
     }
 
-    /// The largest message this side can send.
+    /// The largest message this side can send: a message that covers every slot of the
+    /// ring (`slot_size + (slot_count - 1) * slot_stride` bytes, at most `u32::MAX - 1`).
+    /// Messages up to the slot size take one slot each; longer ones cover several.
     pub fn max_message_len(&self) -> usize {
-        self.producer.slot_size()
+        self.producer.max_len()
     }
 
     /// Live settings and statistics.
@@ -201,14 +245,15 @@ impl Sender {
         wait::wake_sleeper(self.link.peer_mode(), word);
     }
 
-    /// Waits for a free slot within `waiter`'s deadline, following a reconnection if the
-    /// channel is set to.
+    /// Waits within `waiter`'s deadline until the slots a message of `len` bytes needs
+    /// next are free, following a reconnection if the channel is set to.
     #[cold]
-    fn wait_for_space(&mut self, waiter: &mut Waiter) -> Result<()> {
+    fn wait_for_space(&mut self, waiter: &mut Waiter, len: usize) -> Result<()> {
         loop {
+            let wanted = self.producer.slots_needed(len);
             if let Some(gone) = self.link.peer_gone() {
                 self.follow(gone, waiter)?;
-                if self.producer.free_slots(1)? > 0 {
+                if self.producer.free_slots(wanted)? >= wanted {
                     return Ok(());
                 }
                 continue;
@@ -217,12 +262,12 @@ impl Sender {
             let producer = &self.producer;
             let policy = link.policy(&producer.memory().header().producer.wait);
             if !waiter.idle(&policy, || {
-                producer.space_visible() || link.peer_gone().is_some()
+                producer.space_visible(wanted) || link.peer_gone().is_some()
             }) {
                 return Err(Error::Timeout { full: true });
             }
-            let free = self.producer.free_slots(1);
-            if free.map_err(|c| self.link.explain(c.into()))? > 0 {
+            let free = self.producer.free_slots(wanted);
+            if free.map_err(|c| self.link.explain(c.into()))? >= wanted {
                 return Ok(());
             }
         }
