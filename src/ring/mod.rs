@@ -29,8 +29,9 @@
 //! - `shm.rs`: that backing as a mapped POSIX shared-memory segment, and `header_of`
 //!   for openers that have not trusted a segment's geometry yet;
 //! - `heap.rs`: that backing as heap memory, for tests, benchmarks and fuzzing;
-//! - `contract_tests.rs`: the ring's tests, written once over any [`RingMemory`] and run
-//!   over both backings;
+//! - `contract_tests.rs`, `record_contract_tests.rs`: the ring's tests (the second for
+//!   records longer than a slot), written once over any [`RingMemory`] and run over both
+//!   backings;
 //! - `loom_tests.rs`: loom models of the orderings, built only with `--cfg loom` (then
 //!   only the protocol and the models are compiled, with loom atomics; the backings are
 //!   not).
@@ -137,3 +138,5 @@ fn shape_of<M: RingMemory>(mem: &M) -> Shape {
 mod contract_tests;
 #[cfg(all(test, loom))]
 pub(crate) mod loom_tests;
+#[cfg(all(test, not(loom)))]
+mod record_contract_tests;

@@ -44,7 +44,8 @@ impl<M: RingMemory> Producer<M> {
     /// validated spans). A previous producer that died after mirroring its head but before
     /// committing leaves no hole this way (the mirrored head is not trusted), and one that
     /// died in the middle of a long message left its first commit word unwritten, so
-    /// nothing of it counts. `bytes` continues the byte count.
+    /// nothing of it counts; the slot headers its bytes overwrote are repaired (see
+    /// [`Producer::repair`]). `bytes` continues the byte count.
     pub(crate) fn resume(mem: M, tail: u64, bytes: u64) -> Self {
         let shape = super::shape_of(&mem);
         let mask = shape.count - 1;
@@ -65,7 +66,27 @@ impl<M: RingMemory> Producer<M> {
             }
         }
         mem.head().store(head, Ordering::Relaxed);
-        Producer::new(mem, head, tail, bytes)
+        let producer = Producer::new(mem, head, tail, bytes);
+        // Every free slot after `head` may have been covered by the dead producer's
+        // unfinished record. (The slot at `head` itself was not: a record's bytes start
+        // after its first slot's header, and the consumer may be polling that word.)
+        producer.repair(head + 1, (tail + shape.count).min(MAX_INDEX));
+        producer
+    }
+
+    /// Writes the commit word of each free slot of index `from..to` back to the previous
+    /// lap's value (`index + 1 - count`, or 0 on the first lap), which the consumer expects
+    /// of a slot not yet published: an in-place write that was abandoned, or published
+    /// shorter than reserved, or a producer that died mid-write, may have put message bytes
+    /// over those headers. The consumer reads none of these slots before a later commit
+    /// (Release) tells it a record starts there, so Relaxed stores suffice.
+    fn repair(&self, from: u64, to: u64) {
+        for index in from..to {
+            let previous = (index + 1).saturating_sub(self.shape.count);
+            self.mem
+                .commit((index & self.mask) as usize)
+                .store(previous, Ordering::Relaxed);
+        }
     }
 
     /// The largest message this ring carries.
@@ -234,7 +255,17 @@ impl<M: RingMemory> Producer<M> {
         // SAFETY: `reserve` showed the `span` slots from `head` free (see
         // `write_and_commit`) and `check_len` bounded `capacity` by the ring; we are the
         // only producer; the borrow ends when `write` returns, before the commit.
-        let len = write(unsafe { self.mem.payload_mut(slot, capacity) })?;
+        let written = write(unsafe { self.mem.payload_mut(slot, capacity) });
+        // The headers of reserved slots that will not be published may hold the writer's
+        // bytes now.
+        let used = match &written {
+            Ok(len) if *len <= capacity => self.shape.span_of(*len),
+            _ => 1,
+        };
+        if used < span {
+            self.repair(self.head + used, self.head + span);
+        }
+        let len = written?;
         if len > capacity {
             return Err(Error::MessageTooLarge {
                 len,
@@ -242,9 +273,8 @@ impl<M: RingMemory> Producer<M> {
             }
             .into());
         }
-        let span = span.min(self.shape.span_of(len));
-        self.mirror_head(span, len as u64);
-        self.commit(len as u32, span);
+        self.mirror_head(used, len as u64);
+        self.commit(len as u32, used);
         Ok(true)
     }
 
