@@ -78,6 +78,11 @@ impl Region {
         unsafe { &*self.base.as_ptr().cast::<Header>() }
     }
 
+    /// The largest message a record in this ring can hold.
+    pub(crate) fn max_message_len(&self) -> usize {
+        super::shape_of(self).max_len()
+    }
+
     /// The ring's geometry.
     pub(crate) fn geometry(&self) -> Geometry {
         self.geometry

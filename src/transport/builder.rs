@@ -91,8 +91,10 @@ impl ChannelBuilder {
         }
     }
 
-    /// Payload bytes per slot, the largest message (side A only; B reads it from A).
-    /// Default [`DEFAULT_SLOT_SIZE`].
+    /// Payload bytes per slot (side A only; B reads it from A). Default
+    /// [`DEFAULT_SLOT_SIZE`]. A message up to this size takes one slot; a longer one covers
+    /// consecutive slots, up to the whole ring (`Control::max_message_len`), so size slots
+    /// for the common message, not the largest.
     pub fn slot_size(mut self, bytes: usize) -> Self {
         self.slot_size = bytes;
         self

@@ -68,9 +68,15 @@ impl Control {
     pub fn generation(&self) -> u64 {
         self.link().generation
     }
-    /// Payload bytes per slot: the largest message.
+    /// Payload bytes per slot: messages up to this length take one slot each.
     pub fn slot_size(&self) -> usize {
         self.link().outgoing().slot_size()
+    }
+    /// The largest message the channel carries (either direction: both rings have one
+    /// geometry): one that covers every slot, `slot_size + (slot_count - 1) * slot_stride`
+    /// bytes (at most `u32::MAX - 1`).
+    pub fn max_message_len(&self) -> usize {
+        self.link().outgoing().max_message_len()
     }
     /// Slots per direction.
     pub fn slot_count(&self) -> usize {
