@@ -285,3 +285,64 @@ fn random_and_mutated_bytes_never_panic() {
         })
         .unwrap();
 }
+
+/// A 1 MiB `Data` field through 64 KiB slots, both a single segment and many, decoded in
+/// place (the payload's bytes are inside the mapping) and in untrusted mode.
+#[test]
+fn a_one_mib_data_field_crosses_64_kib_slots() {
+    const BIG_SLOT: usize = 64 << 10;
+    let name = name("one-mib");
+    let mut a = Channel::builder(&name)
+        .slot_size(BIG_SLOT)
+        .slot_count(32)
+        .create()
+        .unwrap();
+    let mut b = Channel::builder(&name).open_timeout(WAIT).open().unwrap();
+    let payload: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    // One segment big enough for the whole message.
+    let mut single =
+        Builder::new(capnp::message::HeapAllocator::new().first_segment_words((1 << 17) + 64));
+    {
+        let mut s = single.init_root::<sample::Builder>();
+        s.set_seq(1);
+        s.set_payload(&payload);
+    }
+    assert_eq!(single.get_segments_for_output().len(), 1);
+    // Many segments: a small first segment, then fixed-size ones.
+    let mut multi = Builder::new(
+        capnp::message::HeapAllocator::new()
+            .first_segment_words(1)
+            .allocation_strategy(capnp::message::AllocationStrategy::FixedSize),
+    );
+    {
+        let mut s = multi.init_root::<sample::Builder>();
+        s.set_seq(2);
+        s.set_payload(&payload);
+    }
+    assert!(multi.get_segments_for_output().len() > 1);
+    a.send_message(&single, WAIT).unwrap();
+    a.send_message(&multi, WAIT).unwrap();
+    for seq in [1, 2] {
+        let msg = b.recv_message(WAIT).unwrap();
+        let s = msg.root::<sample::Owned>().unwrap();
+        assert_eq!(s.get_seq(), seq);
+        assert_eq!(s.get_payload().unwrap(), &payload[..]);
+    }
+    // Untrusted mode copies the message once, into a private buffer grown to fit.
+    drop((a, b));
+    let name = format!("{name}-u");
+    let mut a = Channel::builder(&name)
+        .slot_size(BIG_SLOT)
+        .slot_count(32)
+        .create()
+        .unwrap();
+    let mut b = Channel::builder(&name)
+        .open_timeout(WAIT)
+        .trust(capnp_shm_transport::Trust::Untrusted)
+        .open()
+        .unwrap();
+    a.send_message(&single, WAIT).unwrap();
+    let msg = b.recv_message(WAIT).unwrap();
+    let s = msg.root::<sample::Owned>().unwrap();
+    assert_eq!(s.get_payload().unwrap(), &payload[..]);
+}

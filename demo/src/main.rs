@@ -140,6 +140,10 @@ pub struct Traffic {
     /// Slots per direction, a power of two (side A).
     #[arg(long, default_value_t = 256)]
     pub slot_count: usize,
+    /// Payload bytes of each `Sample` message's `payload` field: any size the ring
+    /// carries, also above `--slot-size` (a message longer than a slot covers several).
+    #[arg(long, default_value_t = 32)]
+    pub message_bytes: usize,
     /// `burst` (as fast as the ring allows), a period such as `30ms` or `100us`, or `off`.
     #[arg(long, default_value = "burst", value_parser = pacing::parse_pace)]
     pub pace: pacing::Pace,

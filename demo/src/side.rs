@@ -23,8 +23,6 @@ use crate::report::{latency_histogram, print_table, CpuMeter, Report};
 use crate::{Traffic, Wait};
 
 /// Payload bytes carried by each demo message.
-const PAYLOAD: usize = 32;
-
 /// Errors of the demo: the library's, or the demo's own (one line each).
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -212,7 +210,7 @@ fn run_then(
     let mut message = Builder::new(HeapAllocator::new());
     message
         .init_root::<sample::Builder>()
-        .set_payload(&[0x5a; PAYLOAD]);
+        .set_payload(&vec![0x5a; config.traffic.message_bytes]);
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(config.traffic.seconds);
     let mut cpu_total = CpuMeter::start();
@@ -380,6 +378,7 @@ pub fn run_both(traffic: &Traffic, wait: Wait, poll_us: u32) -> Result<(), DemoE
                 &traffic.seconds.to_string(),
             ])
             .args(["--pace", &traffic.pace.arg(), "--wait", wait_arg])
+            .args(["--message-bytes", &traffic.message_bytes.to_string()])
             .args(["--local-poll-us", &poll_us.to_string()])
             .stdout(Stdio::piped())
             .spawn()

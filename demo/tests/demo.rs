@@ -154,6 +154,31 @@ fn run_reports_traffic_both_ways_without_loss() {
 }
 
 #[test]
+fn messages_larger_than_a_slot_go_both_ways_without_loss() {
+    // 64 KiB payloads through 1 KiB slots (each message covers 64 or 65 slots).
+    let out = demo(&[
+        "run",
+        "--seconds",
+        "1",
+        "--json",
+        "--slot-size",
+        "1024",
+        "--message-bytes",
+        "65536",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = last_json(&out);
+    check_side(&report["a"], "a");
+    check_side(&report["b"], "b");
+    let received = report["a"]["received"].as_u64().unwrap();
+    assert!(report["a"]["bytes_per_sec"].as_f64().unwrap() >= received as f64 * 65536.0 * 0.5);
+}
+
+#[test]
 fn a_and_b_started_separately_connect() {
     let name = TestName::new("demo-ab");
     let a = Running::start(&[
