@@ -177,6 +177,7 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
         iceoryx2: Vec::new(),
         stream: vec![Vec::new(); STREAMS.len()],
         large: Vec::new(),
+        large_in_64k: Vec::new(),
         memcpy: Vec::new(),
     };
     for round in 0..plan.rounds {
@@ -190,7 +191,13 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
             out.push(measure(&plan, *size, &format!("st-{kind}-{size}-{round}"))?);
         }
         s.large
-            .push(stream::large(&plan, &format!("large-{round}"))?);
+            .push(stream::large(&plan, &format!("large-{round}"), MIB, 8)?);
+        s.large_in_64k.push(stream::large(
+            &plan,
+            &format!("large64k-{round}"),
+            64 << 10,
+            128,
+        )?);
         eprintln!(
             "round {}/{} done ({:.1} s)",
             round + 1,

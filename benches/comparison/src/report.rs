@@ -15,8 +15,10 @@ pub(crate) struct Samples {
     pub iceoryx2: Vec<f64>,
     /// Messages per second per round, one vector per entry of `STREAMS`.
     pub stream: Vec<Vec<f64>>,
-    /// GB/s of 1 MiB messages per round.
+    /// GB/s of 1 MiB messages per round (1 MiB slots).
     pub large: Vec<f64>,
+    /// GB/s of 1 MiB messages per round through 64 KiB slots (17 slots per message).
+    pub large_in_64k: Vec<f64>,
     /// Single-thread memcpy GB/s per round.
     pub memcpy: Vec<f64>,
 }
@@ -85,6 +87,7 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
     let st: Vec<Option<f64>> = s.stream.iter_mut().map(|v| median(v)).collect();
     let memcpy = median(&mut s.memcpy);
     let ours_1m = median(&mut s.large);
+    let ours_1m_in_64k = median(&mut s.large_in_64k);
     let by = |k: &str| rtt_p50[RTT.iter().position(|(x, _)| *x == k).expect("kind")];
     let ice_p50 = median(&mut s.iceoryx2.clone());
     let ice_p99 = quantile(&mut s.iceoryx2, 0.99);
@@ -97,7 +100,10 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
             "floor_1k": num(st[3]), "ours_1k": num(st[4]), "floor_64k": num(st[5]), "ours_64k": num(st[6]),
             "untrusted_64": num(st[7]), "untrusted_1k": num(st[8]), "untrusted_64k": num(st[9]),
         },
-        "large_gb_per_sec": {"memcpy_1m": num(memcpy), "ours_1m": num(ours_1m)},
+        "large_gb_per_sec": {
+            "memcpy_1m": num(memcpy), "ours_1m": num(ours_1m),
+            "ours_1m_in_64k_slots": num(ours_1m_in_64k),
+        },
         "ratios": {
             "spin_over_floor": ratio(by("spin"), by("floor")),
             "capnp_over_floor": ratio(by("spin_capnp"), by("floor")),
@@ -106,6 +112,7 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
             "iceoryx2_over_spin": ratio(ice_p50, by("spin")),
             "stream_64_of_floor": ratio(st[1], st[0]),
             "large_of_memcpy": ratio(ours_1m, memcpy),
+            "large_in_64k_slots_of_memcpy": ratio(ours_1m_in_64k, memcpy),
             "spin_untrusted_over_spin": ratio(by("spin_untrusted"), by("spin")),
             "capnp_untrusted_over_capnp": ratio(by("capnp_untrusted"), by("spin_capnp")),
             "untrusted_64_of_ours": ratio(st[7], st[1]),

@@ -110,11 +110,12 @@ pub(crate) fn uds(plan: &Plan, size: usize, tag: &str) -> Result<f64, Error> {
     Ok(n as f64 / t.as_secs_f64())
 }
 
-/// 1 MiB messages through the transport (the consumer reads every word in place): GB/s.
-pub(crate) fn large(plan: &Plan, tag: &str) -> Result<f64, Error> {
+/// 1 MiB messages through the transport with `slot_size`-byte slots (a message covers
+/// several when they are smaller; the consumer reads every word in place): GB/s.
+pub(crate) fn large(plan: &Plan, tag: &str, slot_size: usize, slots: usize) -> Result<f64, Error> {
     let name = channel_name(tag);
     let n = plan.large_messages;
-    let mut a = channel_builder(&name, MIB, 8, WaitMode::Poll).create()?;
+    let mut a = channel_builder(&name, slot_size, slots, WaitMode::Poll).create()?;
     let peer = Peer::spawn(Role::Large { n }, &name, false)?;
     let msg = vec![0x3cu8; MIB];
     a.send(&msg[..1], WAIT)?;
