@@ -21,6 +21,7 @@ const HEAD: u64 = 128;
 const TAIL: u64 = 256;
 const SLOT0_COMMIT: u64 = 512;
 const SLOT0_LEN: u64 = 520;
+const SLOT0_SPAN: u64 = 524;
 
 fn poke(name: &TestName, suffix: &str, offset: u64, bytes: &[u8]) {
     let file = OpenOptions::new()
@@ -231,6 +232,42 @@ fn slot_length_above_the_largest_message_is_an_error_not_a_read() {
         ),
         "{err}"
     );
+}
+
+/// Records longer than a slot, forged: a length beyond the ring, a span that runs past
+/// the ring's end (so past the segment), a padding record that claims more than the rest
+/// of the ring, a span that does not match the length. Each is a typed error, read
+/// through the public API from a real segment.
+#[test]
+fn forged_long_records_are_typed_errors() {
+    // 32-byte slots (64-byte stride), 4 of them: the largest message is 32 + 3 * 64.
+    let cases: [(&str, u32, u32); 5] = [
+        ("length beyond the ring", 32 + 3 * 64 + 1, 4),
+        ("span past the segment's end", 32 + 4 * 64, 5),
+        ("padding past the end", u32::MAX, 5),
+        ("padding at slot 0", u32::MAX, 4),
+        ("span not matching the length", 100, 2),
+    ];
+    for (what, len, span) in cases {
+        let name = TestName::new("forged-record");
+        let mut a = Channel::builder(&*name)
+            .slot_size(32)
+            .slot_count(4)
+            .create()
+            .unwrap();
+        let mut b = Channel::builder(&*name).open_timeout(WAIT).open().unwrap();
+        a.send(b"hello", WAIT).unwrap();
+        poke(&name, ".fs.a2b", SLOT0_LEN, &len.to_le_bytes());
+        poke(&name, ".fs.a2b", SLOT0_SPAN, &span.to_le_bytes());
+        let err = b.recv(WAIT).err().unwrap();
+        assert!(
+            matches!(
+                err,
+                Error::Corrupt(Corruption::SlotLength { .. } | Corruption::RecordSpan { .. })
+            ),
+            "{what}: {err}"
+        );
+    }
 }
 
 #[test]
