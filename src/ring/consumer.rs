@@ -48,16 +48,17 @@ impl<M: RingMemory> Consumer<M> {
     /// The record that starts `ahead` slots after the tail, if it is published. `ahead`
     /// must be below the slot count, and the start of a record (0, or the sum of the spans
     /// of the records before it).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn peek(&self, ahead: u64) -> Result<Option<Record>, Corruption> {
         debug_assert!(ahead < self.shape.count);
         let index = self.tail + ahead;
         let slot = (index & self.mask) as usize;
         let expected = index + 1;
+        let (commit, meta) = self.mem.words(slot);
         // SYNC POINT with the Release store of the commit word in `Producer::commit`.
-        let found = self.mem.commit(slot).load(Ordering::Acquire);
+        let found = commit.load(Ordering::Acquire);
         if found == expected {
-            let meta = self.mem.meta(slot).load(Ordering::Relaxed);
+            let meta = meta.load(Ordering::Relaxed);
             return self.shape.decode(index, ahead, meta).map(Some);
         }
         // Not yet published: the slot must still hold the previous lap's word (written by
@@ -78,9 +79,9 @@ impl<M: RingMemory> Consumer<M> {
     /// The payload of the message `ahead` slots after the tail.
     ///
     /// # Safety
-    /// `peek(ahead)` returned `Some(record)` with `record.len == len`, and nothing has been
+    /// `peek(ahead)` returned `Some(record)` with `record.len() == len`, and nothing has been
     /// released since.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn payload(&self, ahead: u64, len: usize) -> &[u8] {
         let slot = ((self.tail + ahead) & self.mask) as usize;
         // SAFETY: the caller saw the record published (`peek`), it is not released, and
@@ -107,7 +108,7 @@ impl<M: RingMemory> Consumer<M> {
 
     /// Marks the next `slots` slots (holding `bytes` payload bytes in all) consumed and
     /// hands them back to the producer. Their covered slots are restored already.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn release(&mut self, slots: u64, bytes: u64) {
         debug_assert!(slots <= self.shape.count);
         self.tail += slots;
@@ -120,14 +121,25 @@ impl<M: RingMemory> Consumer<M> {
         self.mem.tail().store(self.tail, Ordering::Release);
     }
 
-    /// Releases the record at the tail (`peek(0)` returned it), restoring what it covered.
-    #[inline]
+    /// Releases the message record at the tail (`peek(0)` returned it), restoring what it
+    /// covered.
+    #[inline(always)]
     #[cfg_attr(loom, allow(dead_code))] // used by the transport, compiled out under loom
     pub(crate) fn finish(&mut self, record: Record) {
-        if record.span > 1 {
-            self.restore(0, record.span);
+        debug_assert!(!record.is_padding());
+        if record.span() > 1 {
+            self.restore(0, record.span());
         }
-        self.release(record.span, record.len as u64);
+        self.release(record.span(), record.len() as u64);
+    }
+
+    /// Releases the padding record at the tail (`peek(0)` returned it).
+    #[cold]
+    #[cfg_attr(loom, allow(dead_code))] // used by the transport, compiled out under loom
+    pub(crate) fn skip_padding(&mut self, record: Record) {
+        debug_assert!(record.is_padding());
+        self.restore(0, record.span());
+        self.release(record.span(), 0);
     }
 
     /// Reads up to `max` published messages in place, calling `f` on each, then releases
@@ -164,15 +176,15 @@ impl<M: RingMemory> Consumer<M> {
                 Ok(None) => break Ok(()),
                 Err(corrupt) => break Err(corrupt),
             };
-            if !record.padding {
-                visit(self, ahead, record.len);
-                bytes += record.len as u64;
+            if !record.is_padding() {
+                visit(self, ahead, record.len());
+                bytes += record.len() as u64;
                 n += 1;
             }
-            if record.span > 1 {
-                self.restore(ahead, record.span);
+            if record.span() > 1 {
+                self.restore(ahead, record.span());
             }
-            ahead += record.span;
+            ahead += record.span();
         };
         // What was visited is released even when a later record is corrupt.
         if ahead > 0 {

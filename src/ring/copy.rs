@@ -62,10 +62,9 @@ impl Consumer<Region> {
     #[inline]
     pub(crate) unsafe fn copy_payload(&self, ahead: u64, len: usize, dst: *mut u8) {
         let slot = ((self.tail + ahead) & self.mask) as usize;
-        // SAFETY: `payload_ptr` checked that `len` bytes from the record's start lie
-        // within the slots (and `peek` checked the record fits the ring); `dst` is valid
-        // and private (caller), so the two do not overlap. No reference to the slots is
-        // formed.
+        // SAFETY: `peek` validated that the record's `len` bytes lie within the slots it
+        // covers, which end within the ring (the caller's contract); `dst` is valid and
+        // private (caller), so the two do not overlap. No reference to the slots is formed.
         unsafe { std::ptr::copy_nonoverlapping(self.mem.payload_ptr(slot, len), dst, len) }
     }
 

@@ -102,6 +102,12 @@ pub(crate) unsafe trait RingMemory {
     fn commit(&self, slot: usize) -> &AtomicU64;
     /// Slot `slot`'s meta word (a record's length and span, see `record.rs`).
     fn meta(&self, slot: usize) -> &AtomicU64;
+    /// Slot `slot`'s commit and meta words, from one address computation (the hot path
+    /// uses both).
+    #[inline(always)]
+    fn words(&self, slot: usize) -> (&AtomicU64, &AtomicU64) {
+        (self.commit(slot), self.meta(slot))
+    }
     /// Copies `src` to the payload of the record starting at slot `slot`.
     ///
     /// # Safety

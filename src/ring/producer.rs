@@ -59,7 +59,7 @@ impl<M: RingMemory> Producer<M> {
             }
             let meta = mem.meta(slot).load(Ordering::Relaxed);
             match shape.decode(head, head - tail, meta) {
-                Ok(record) if head + record.span <= MAX_INDEX => head += record.span,
+                Ok(record) if head + record.span() <= MAX_INDEX => head += record.span(),
                 // A corrupt record ends the walk; the consumer reports it when it gets
                 // there.
                 _ => break,
@@ -127,7 +127,7 @@ impl<M: RingMemory> Producer<M> {
 
     /// Free slots, reading the consumer's tail only when the cached copy shows fewer than
     /// `wanted`. A head at `MAX_INDEX` (the index range used up) is `IndexOutOfRange`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn free_slots(&mut self, wanted: u64) -> Result<u64, Corruption> {
         let count = self.shape.count;
         let free = count - (self.head - self.cached_tail);
@@ -168,7 +168,7 @@ impl<M: RingMemory> Producer<M> {
     /// that would run past the ring's end first publishes a padding record over the rest
     /// of the ring, as soon as those slots are free; that padding stays published if the
     /// message then has to wait (it is no message: the consumer skips it).
-    #[inline]
+    #[inline(always)]
     fn reserve(&mut self, len: usize) -> Result<Option<u64>> {
         if len <= self.shape.slot_size {
             return Ok((self.free_slots(1)? > 0).then_some(1));
@@ -193,7 +193,7 @@ impl<M: RingMemory> Producer<M> {
     }
 
     /// Publishes `msg` if its slots are free. `Ok(false)` when they are not.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_send(&mut self, msg: &[u8]) -> Result<bool> {
         let Some(span) = self.reserve(msg.len())? else {
             return Ok(false);
@@ -290,7 +290,7 @@ impl<M: RingMemory> Producer<M> {
     /// Stores the mirrored head and byte count for the `span` slots about to be committed.
     /// They are stored *before* the commits, so whoever acquires a commit word (and then
     /// the tail derived from it) never sees `head < tail`.
-    #[inline]
+    #[inline(always)]
     fn mirror_head(&mut self, span: u64, bytes: u64) {
         // A statistic that starts from the mapping's (untrusted) count: it wraps.
         self.bytes = self.bytes.wrapping_add(bytes);
@@ -300,7 +300,7 @@ impl<M: RingMemory> Producer<M> {
 
     /// Writes `msg` into the `span` slots at `head` and commits it. The caller reserved
     /// them.
-    #[inline]
+    #[inline(always)]
     fn write_and_commit(&mut self, msg: &[u8], span: u64) {
         let slot = (self.head & self.mask) as usize;
         // SAFETY: `reserve` (or `free_slots` for a batch) showed the `span` slots from
@@ -312,26 +312,21 @@ impl<M: RingMemory> Producer<M> {
     }
 
     /// Publishes the record of `len` (or [`PADDING`]) covering `span` slots at `head`.
-    #[inline]
+    #[inline(always)]
     fn commit(&mut self, len: u32, span: u64) {
         let slot = (self.head & self.mask) as usize;
         debug_assert_eq!(
-            self.shape.decode(self.head, 0, Shape::meta(len, span)),
-            Ok(Record {
-                len: if len == PADDING { 0 } else { len as usize },
-                span,
-                padding: len == PADDING,
-            })
+            self.shape
+                .decode(self.head, 0, Shape::meta(len, span))
+                .map(Record::span),
+            Ok(span)
         );
-        self.mem
-            .meta(slot)
-            .store(Shape::meta(len, span), Ordering::Relaxed);
+        let (commit, meta) = self.mem.words(slot);
+        meta.store(Shape::meta(len, span), Ordering::Relaxed);
         // SYNC POINT with the Acquire load of the commit word in `Consumer::peek`: the
         // meta word and payload written above are visible to a consumer that sees
         // `head + 1`.
-        self.mem
-            .commit(slot)
-            .store(self.head + 1, Ordering::Release);
+        commit.store(self.head + 1, Ordering::Release);
         self.head += span;
     }
 }

@@ -12,6 +12,8 @@
 //! length, or [`PADDING`]; the high 32 bits are the span. Both are validated against the
 //! ring's geometry before anything is read through them (see [`Shape::decode`]).
 
+use std::num::NonZeroU64;
+
 use crate::error::Corruption;
 
 /// The length word of a padding record.
@@ -21,15 +23,35 @@ pub(crate) const PADDING: u32 = u32::MAX;
 /// taken.
 pub(crate) const MAX_RECORD_LEN: usize = PADDING as usize - 1;
 
-/// One published record, validated.
+/// One published record, validated: its meta word (`span << 32 | len`), which is never 0
+/// (a span is at least 1), so `Option<Record>` is one word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Record {
-    /// Payload bytes (0 for padding).
-    pub(crate) len: usize,
+pub(crate) struct Record(NonZeroU64);
+
+impl Record {
+    /// A record from a meta word that [`Shape::decode`] accepted.
+    #[inline(always)]
+    fn new(meta: u64) -> Record {
+        Record(NonZeroU64::new(meta).expect("a validated span is at least 1"))
+    }
+
+    /// Payload bytes of a message (for padding: the `PADDING` marker, not a length).
+    #[inline(always)]
+    pub(crate) fn len(self) -> usize {
+        self.0.get() as u32 as usize
+    }
+
     /// Slots covered, at least 1.
-    pub(crate) span: u64,
+    #[inline(always)]
+    pub(crate) fn span(self) -> u64 {
+        self.0.get() >> 32
+    }
+
     /// A padding record: no message, skip `span` slots.
-    pub(crate) padding: bool,
+    #[inline(always)]
+    pub(crate) fn is_padding(self) -> bool {
+        self.0.get() as u32 == PADDING
+    }
 }
 
 /// A ring's fixed geometry, as the record rules need it.
@@ -75,18 +97,13 @@ impl Shape {
     /// Validates the `meta` word of the record published at `index`, which lies `ahead`
     /// slots past the consumer's tail (so it may cover at most `count - ahead` slots: the
     /// rest belong to messages not yet released).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn decode(&self, index: u64, ahead: u64, meta: u64) -> Result<Record, Corruption> {
-        let len = meta as u32;
-        let span = meta >> 32;
-        if len as usize <= self.slot_size && span == 1 {
-            return Ok(Record {
-                len: len as usize,
-                span: 1,
-                padding: false,
-            });
+        // One slot: `span == 1` and `len <= slot_size`, one comparison of the whole word.
+        if meta.wrapping_sub(1 << 32) <= self.slot_size as u64 {
+            return Ok(Record::new(meta));
         }
-        self.decode_long(index, ahead, len, span)
+        self.decode_long(index, ahead, meta as u32, meta >> 32)
     }
 
     /// The rare records: padding and messages longer than a slot, and corrupt words.
@@ -119,11 +136,7 @@ impl Shape {
                 expected,
             });
         }
-        Ok(Record {
-            len: if padding { 0 } else { len as usize },
-            span,
-            padding,
-        })
+        Ok(Record::new(Self::meta(len, span)))
     }
 }
 
@@ -156,10 +169,13 @@ mod tests {
     #[test]
     fn records_decode_and_bad_words_are_corruption() {
         let ok = |index, ahead, len, span| SHAPE.decode(index, ahead, Shape::meta(len, span));
-        assert_eq!(ok(3, 0, 5, 1).unwrap().len, 5);
-        assert_eq!(ok(3, 0, 100, 2).unwrap().span, 2);
+        assert_eq!(ok(3, 0, 5, 1).unwrap().len(), 5);
+        assert_eq!(ok(3, 0, 48, 1).unwrap().len(), 48);
+        assert_eq!(ok(3, 0, 0, 1).unwrap().len(), 0);
+        assert_eq!(ok(3, 0, 100, 2).unwrap().span(), 2);
         // Padding from slot 5 covers 5, 6, 7.
-        assert!(ok(13, 0, PADDING, 3).unwrap().padding);
+        let padding = ok(13, 0, PADDING, 3).unwrap();
+        assert!(padding.is_padding() && padding.span() == 3);
         let corrupt = [
             ok(3, 0, 5, 0),            // a small message with span 0
             ok(3, 0, 5, 2),            // ... or 2

@@ -112,28 +112,28 @@ impl Region {
         unsafe { &*self.slot_ptr(slot).cast::<SlotHeader>() }
     }
 
-    /// Pointer to the payload of the record at slot `slot`, checked to hold `len` bytes
-    /// before the end of the slots (8-byte aligned; `slot_size` bytes of the slot itself,
-    /// then the following slots for a longer record). Panics if `len` bytes from there
-    /// would pass the last slot: callers validated that already, so this bounds check is
-    /// the unsafe code's own guard and never fails.
+    /// Pointer to the payload of the record at slot `slot` (8-byte aligned; `slot_size`
+    /// bytes of the slot itself, then the following slots for a longer record). Using it
+    /// for `len` bytes is sound when `len` bytes from there end within the slots, which
+    /// every caller validated (a record's span never passes the ring's end); debug builds
+    /// check it again.
     #[inline]
     pub(crate) fn payload_ptr(&self, slot: usize, len: usize) -> *mut u8 {
-        let start = slot * self.geometry.slot_stride + SLOT_HEADER_SIZE;
-        // (The last slot's payload may end a few bytes before the slots do, the stride
-        // being rounded up; a record never uses those bytes.)
-        assert!(
-            len <= self.payload_end.saturating_sub(start),
+        debug_assert!(
+            len <= self
+                .payload_end
+                .saturating_sub(slot * self.geometry.slot_stride + SLOT_HEADER_SIZE),
             "record of {len} bytes at slot {slot} passes the ring"
         );
-        // SAFETY: the payload starts SLOT_HEADER_SIZE bytes into an in-bounds slot, and
-        // `len` bytes from there end within the slots (checked above).
+        // SAFETY: the payload starts SLOT_HEADER_SIZE bytes into an in-bounds slot
+        // (`slot_ptr` checks the slot), inside the mapping.
         unsafe { self.slot_ptr(slot).add(SLOT_HEADER_SIZE) }
     }
 }
 
 // SAFETY: the geometry was checked against the memory (`Region::new`), slot pointers are
-// bounds-checked by `slot_ptr` and record payloads by `payload_ptr`, and slots do not
+// bounds-checked by `slot_ptr` (record payloads are bounded by the callers' contract), and
+// slots do not
 // overlap each other or the header because the stride is at least SLOT_HEADER_SIZE +
 // slot_size and the slots are `slot_stride` apart.
 unsafe impl RingMemory for Region {
@@ -173,11 +173,16 @@ unsafe impl RingMemory for Region {
     fn meta(&self, slot: usize) -> &AtomicU64 {
         &self.slot_header(slot).meta
     }
+    #[inline(always)]
+    fn words(&self, slot: usize) -> (&AtomicU64, &AtomicU64) {
+        let header = self.slot_header(slot);
+        (&header.commit, &header.meta)
+    }
     #[inline]
     unsafe fn write_payload(&self, slot: usize, src: &[u8]) {
-        // SAFETY: `payload_ptr` checked the `src.len()` bytes are within the slots; the
-        // caller owns every slot they cover; the payload never overlaps `src`, which is
-        // process-local memory.
+        // SAFETY: the caller guarantees the `src.len()` bytes fit the slots the record
+        // covers, which end within the ring (`RingMemory` contract), and owns them; the
+        // payload never overlaps `src`, which is process-local memory.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 src.as_ptr(),
@@ -188,14 +193,16 @@ unsafe impl RingMemory for Region {
     }
     #[inline]
     unsafe fn payload_mut(&self, slot: usize, len: usize) -> &mut [u8] {
-        // SAFETY: in bounds (`payload_ptr` checked); the caller owns the slots, so nothing
-        // else reads or writes them while the borrow lives.
+        // SAFETY: in bounds (the caller's `len` fits the record's slots, which end within
+        // the ring); the caller owns the slots, so nothing else reads or writes them while
+        // the borrow lives.
         unsafe { std::slice::from_raw_parts_mut(self.payload_ptr(slot, len), len) }
     }
     #[inline]
     unsafe fn payload(&self, slot: usize, len: usize) -> &[u8] {
-        // SAFETY: in bounds (`payload_ptr` checked), and the caller guarantees the producer
-        // does not write the slots while the borrow lives (published, not released).
+        // SAFETY: in bounds (the caller's `len` fits the record's slots, which end within
+        // the ring), and the caller guarantees the producer does not write the slots while
+        // the borrow lives (published, not released).
         unsafe { std::slice::from_raw_parts(self.payload_ptr(slot, len), len) }
     }
 }

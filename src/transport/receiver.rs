@@ -110,7 +110,7 @@ impl Receiver {
         let record = self.next_message(timeout.into())?;
         if let Some(copy) = self.copy.as_mut() {
             // SAFETY: `next_message` saw the message published, unreleased.
-            unsafe { self.consumer.copy_out(0, record.len, copy) };
+            unsafe { self.consumer.copy_out(0, record.len(), copy) };
             self.release(record);
         }
         Ok(RecvGuard {
@@ -121,7 +121,7 @@ impl Receiver {
 
     /// The next message (its record read once from its slot and validated), waiting up to
     /// `timeout` for one. Padding records in front of it are released on the way.
-    #[inline]
+    #[inline(always)]
     fn next_message(&mut self, timeout: Timeout) -> Result<Record> {
         self.sync()?;
         let next = self.next_record();
@@ -133,11 +133,11 @@ impl Receiver {
 
     /// The message record at the tail, if one is published; a padding record there is
     /// released first (and the producer woken: it may wait for those slots).
-    #[inline]
+    #[inline(always)]
     fn next_record(&mut self) -> Result<Option<Record>, Corruption> {
         loop {
             match self.consumer.peek(0)? {
-                Some(record) if record.padding => self.release(record),
+                Some(record) if record.is_padding() => self.skip_padding(record),
                 other => return Ok(other),
             }
         }
@@ -148,7 +148,7 @@ impl Receiver {
     /// reads the slot through a raw pointer in either [`Trust`] mode.
     pub fn recv_into(&mut self, buf: &mut Vec<u8>, timeout: impl Into<Timeout>) -> Result<usize> {
         let record = self.next_message(timeout.into())?;
-        let len = record.len;
+        let len = record.len();
         buf.clear();
         buf.reserve(len);
         // SAFETY: `next_message` saw the message published with this length, unreleased;
@@ -196,10 +196,18 @@ impl Receiver {
         drained.map_err(|c| self.link.explain(c.into()))
     }
 
-    /// Releases the record at the tail (after a [`RecvGuard`], or padding).
-    #[inline]
+    /// Releases the message at the tail (after a [`RecvGuard`]).
+    #[inline(always)]
     fn release(&mut self, record: Record) {
         self.consumer.finish(record);
+        self.wake_producer();
+    }
+
+    /// Releases a padding record at the tail, and wakes a producer that may wait for its
+    /// slots.
+    #[cold]
+    fn skip_padding(&mut self, record: Record) {
+        self.consumer.skip_padding(record);
         self.wake_producer();
     }
 
@@ -243,7 +251,7 @@ impl Receiver {
             )
             .map_err(|e| link.explain(e.into()))?;
             match received {
-                Received::Message(record) if record.padding => self.release(record),
+                Received::Message(record) if record.is_padding() => self.skip_padding(record),
                 Received::Message(record) => return Ok(record),
                 Received::TimedOut => return Err(Error::Timeout { full: false }),
                 Received::Gone(gone) => {
@@ -299,8 +307,8 @@ impl Deref for RecvGuard<'_> {
             // SAFETY: `recv` saw the record published with this length (`peek(0)`), and
             // it is released only when the guard drops, so a cooperating producer does not
             // touch its slots meanwhile.
-            None => unsafe { self.receiver.consumer.payload(0, self.record.len) },
-            Some(copy) => copy.bytes(self.record.len),
+            None => unsafe { self.receiver.consumer.payload(0, self.record.len()) },
+            Some(copy) => copy.bytes(self.record.len()),
         }
     }
 }

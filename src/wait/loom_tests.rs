@@ -82,7 +82,10 @@ fn a_sleeping_consumer_is_woken_by_the_publication() {
         };
         let consumer = Consumer::new(mem, 0, 0);
         let got = receive(&consumer, &consumer_words, || None, || false);
-        assert!(matches!(got, Received::Message(r) if r.len == 2), "{got:?}");
+        assert!(
+            matches!(got, Received::Message(r) if r.len() == 2),
+            "{got:?}"
+        );
         sender.join().unwrap();
     });
 }
@@ -133,7 +136,10 @@ fn a_close_never_hides_the_last_message() {
         // `Link::peer_gone`: the peer's closed flag, loaded with Acquire.
         let gone = || (closed.load(Ordering::Acquire) != 0).then_some(Error::Closed);
         let got = receive(&consumer, &consumer_words, gone, || false);
-        assert!(matches!(got, Received::Message(r) if r.len == 1), "{got:?}");
+        assert!(
+            matches!(got, Received::Message(r) if r.len() == 1),
+            "{got:?}"
+        );
         // Once the message is consumed, the close is what the next wait reports.
         closer.join().unwrap();
         let mut consumer = Consumer::new(mem, 0, 0);
