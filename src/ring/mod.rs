@@ -42,7 +42,9 @@ mod consumer;
 mod producer;
 mod record;
 
+#[cfg_attr(loom, allow(unused_imports))] // under loom only the models use them
 pub(crate) use consumer::Consumer;
+#[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use producer::Producer;
 #[cfg_attr(loom, allow(unused_imports))] // the loom build has no transport
 pub(crate) use record::Record;
