@@ -186,3 +186,60 @@ fn a_producer_killed_mid_long_write_publishes_nothing_and_the_next_continues() {
     next.tell("quit");
     next.finish();
 }
+
+/// A message that needs the whole ring waits until every slot is free, in each wait mode
+/// (spin, sleep, block), within its timeout; one that cannot get its slots in time is a
+/// `Timeout` with the ring left intact, and nothing reorders.
+#[test]
+fn whole_ring_messages_wait_for_their_slots_in_every_wait_mode() {
+    use capnp_shm_transport::WaitMode;
+    let modes: [(&str, WaitMode, Duration); 3] = [
+        ("spin", WaitMode::Poll, Duration::ZERO),
+        ("sleep", WaitMode::Poll, Duration::from_micros(200)),
+        ("block", WaitMode::Block, Duration::ZERO),
+    ];
+    for (mode_name, mode, poll) in modes {
+        let name = TestName::new(&format!("large-wait-{mode_name}"));
+        let a = Channel::builder(&*name)
+            .slot_size(64)
+            .slot_count(8)
+            .wait_mode(mode)
+            .poll_interval(poll)
+            .create()
+            .unwrap();
+        let b = Channel::builder(&*name)
+            .wait_mode(mode)
+            .poll_interval(poll)
+            .open_timeout(WAIT)
+            .open()
+            .unwrap();
+        let (mut tx, _a_rx) = a.split().unwrap();
+        let (_b_tx, mut rx) = b.split().unwrap();
+        let whole = tx.max_message_len();
+        // One small message holds a slot: the whole-ring message cannot go in time.
+        tx.send(b"first", WAIT).unwrap();
+        let blocked = tx.send(&vec![1; whole], Duration::from_millis(20));
+        assert!(
+            matches!(blocked, Err(Error::Timeout { full: true })),
+            "{mode_name}: {blocked:?}"
+        );
+        // A sender thread pushes three whole-ring messages and a small one; each waits
+        // for the receiver to free every slot.
+        let sender = std::thread::spawn(move || {
+            for i in 2..=4u8 {
+                tx.send(&vec![i; whole], WAIT).unwrap();
+            }
+            tx.send(b"last", WAIT).unwrap();
+        });
+        assert_eq!(&*rx.recv(WAIT).unwrap(), b"first", "{mode_name}");
+        for i in 2..=4u8 {
+            let msg = rx.recv(WAIT).unwrap();
+            assert!(
+                msg.len() == whole && msg.iter().all(|&b| b == i),
+                "{mode_name}"
+            );
+        }
+        assert_eq!(&*rx.recv(WAIT).unwrap(), b"last", "{mode_name}");
+        sender.join().unwrap();
+    }
+}
