@@ -82,8 +82,9 @@ pub(crate) struct Identity {
 /// Written only by this ring's producer.
 #[repr(C, align(128))]
 pub(crate) struct ProducerBlock {
-    /// Next index the producer will write (a monotonic count of published messages). For
-    /// stats, attach and liveness only: the consumer's hot path reads commit words instead.
+    /// Next index the producer will write (a monotonic count of the slots its records
+    /// covered). For stats, attach and liveness only: the consumer's hot path reads commit
+    /// words instead.
     pub head: AtomicU64,
     /// Payload bytes published so far.
     pub bytes: AtomicU64,
@@ -100,6 +101,8 @@ pub(crate) struct ProducerBlock {
     pub start_time: AtomicU64,
     /// Inode of the producer's pid namespace: pids are only comparable when it matches.
     pub pid_ns: AtomicU64,
+    /// Messages published so far (padding records not counted; a statistic, it wraps).
+    pub messages: AtomicU64,
 }
 
 /// Written only by this ring's consumer.
@@ -117,6 +120,8 @@ pub(crate) struct ConsumerBlock {
     pub wait: AtomicU32,
     /// Reserved for the liveness heartbeat (zero in version 1).
     pub heartbeat: AtomicU64,
+    /// Messages consumed so far (padding records not counted; a statistic, it wraps).
+    pub messages: AtomicU64,
 }
 
 /// Control words of the whole channel, mirrored in both segments' headers: either side
@@ -162,6 +167,8 @@ const _: () = {
     assert!(offset_of!(ProducerBlock, heartbeat) == 24);
     assert!(offset_of!(ProducerBlock, start_time) == 32);
     assert!(offset_of!(ProducerBlock, pid_ns) == 40);
+    assert!(offset_of!(ProducerBlock, messages) == 48);
+    assert!(offset_of!(ConsumerBlock, messages) == 32);
     assert!(offset_of!(ControlBlock, closed) == 8);
     assert!(SLOT_HEADER_SIZE == 16);
 };

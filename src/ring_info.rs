@@ -8,10 +8,15 @@ use crate::sync::Ordering;
 /// One ring's words, as read from its header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RingInfo {
-    /// Messages published (the producer's index).
+    /// The producer's index: slots its records covered (a message longer than a slot
+    /// covers several, and padding records count too).
     pub head: u64,
-    /// Messages consumed (the consumer's index).
+    /// The consumer's index: slots released.
     pub tail: u64,
+    /// Messages published.
+    pub messages_sent: u64,
+    /// Messages consumed.
+    pub messages_received: u64,
     /// Slots published and not yet released (`head - tail`, clamped to the slot count).
     pub used_slots: u64,
     /// Payload bytes published.
@@ -37,6 +42,8 @@ impl RingInfo {
             head,
             tail,
             used_slots: head.saturating_sub(tail).min(slot_count as u64),
+            messages_sent: header.producer.messages.load(Ordering::Relaxed),
+            messages_received: header.consumer.messages.load(Ordering::Relaxed),
             bytes_sent: header.producer.bytes.load(Ordering::Relaxed),
             bytes_received: header.consumer.bytes.load(Ordering::Relaxed),
             producer_pid: header.producer.pid.load(Ordering::Relaxed),

@@ -243,3 +243,27 @@ fn whole_ring_messages_wait_for_their_slots_in_every_wait_mode() {
         sender.join().unwrap();
     }
 }
+
+/// Statistics count messages, not the slots their records cover (nor padding).
+#[test]
+fn stats_count_messages_not_slots() {
+    let name = TestName::new("large-stats");
+    let mut a = Channel::builder(&*name)
+        .slot_size(64)
+        .slot_count(8)
+        .create()
+        .unwrap();
+    let mut b = Channel::builder(&*name).open_timeout(WAIT).open().unwrap();
+    // 128-byte stride: 600 bytes cover slots 0..6; 300 bytes (3 slots) would pass the end
+    // from slot 6, so padding covers 6..8 and the message 0..3; then one slot.
+    for len in [600, 300, 1] {
+        a.send(&vec![9; len], WAIT).unwrap();
+        drop(b.recv(WAIT).unwrap());
+    }
+    let sent = a.control().stats().outgoing;
+    assert_eq!((sent.messages_sent, sent.messages_received), (3, 3));
+    assert_eq!((sent.bytes_sent, sent.bytes_received), (901, 901));
+    let info = capnp_shm_transport::inspect::inspect_channel(&name).unwrap();
+    assert_eq!(info.a2b.head, 12, "6 + 2 of padding + 3 + 1 slots");
+    assert_eq!(info.a2b.messages_sent, 3);
+}

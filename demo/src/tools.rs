@@ -47,8 +47,8 @@ pub fn list() -> Result<(), DemoError> {
 
 fn ring(label: &str, r: &RingInfo) {
     println!(
-        "  {label}: head {} tail {} used {} | bytes sent {} received {} | producer pid {} consumer pid {}",
-        r.head, r.tail, r.used_slots, r.bytes_sent, r.bytes_received, r.producer_pid, r.consumer_pid
+        "  {label}: head {} tail {} used {} | messages sent {} received {} | bytes sent {} received {} | producer pid {} consumer pid {}",
+        r.head, r.tail, r.used_slots, r.messages_sent, r.messages_received, r.bytes_sent, r.bytes_received, r.producer_pid, r.consumer_pid
     );
 }
 

@@ -15,6 +15,8 @@ pub(crate) struct Consumer<M: RingMemory> {
     pub(super) tail: u64,
     /// Payload bytes consumed so far; mirrored to `mem.tail_bytes()`.
     bytes: u64,
+    /// Messages consumed so far; mirrored to `mem.tail_messages()`.
+    messages: u64,
     pub(super) mask: u64,
     pub(super) shape: Shape,
 }
@@ -27,6 +29,8 @@ impl<M: RingMemory> Consumer<M> {
         Consumer {
             tail,
             bytes,
+            // A statistic continued from the mapping (untrusted: it only wraps).
+            messages: mem.tail_messages().load(Ordering::Relaxed),
             mask: shape.count - 1,
             shape,
             mem,
@@ -106,15 +110,20 @@ impl<M: RingMemory> Consumer<M> {
         }
     }
 
-    /// Marks the next `slots` slots (holding `bytes` payload bytes in all) consumed and
-    /// hands them back to the producer. Their covered slots are restored already.
+    /// Marks the next `slots` slots (holding `messages` messages of `bytes` payload bytes
+    /// in all) consumed and hands them back to the producer. Their covered slots are
+    /// restored already.
     #[inline(always)]
-    pub(crate) fn release(&mut self, slots: u64, bytes: u64) {
+    pub(crate) fn release(&mut self, slots: u64, messages: u64, bytes: u64) {
         debug_assert!(slots <= self.shape.count);
         self.tail += slots;
-        // A statistic that starts from the mapping's (untrusted) count: it wraps.
+        // Statistics that start from the mapping's (untrusted) counts: they wrap.
         self.bytes = self.bytes.wrapping_add(bytes);
+        self.messages = self.messages.wrapping_add(messages);
         self.mem.tail_bytes().store(self.bytes, Ordering::Relaxed);
+        self.mem
+            .tail_messages()
+            .store(self.messages, Ordering::Relaxed);
         // SYNC POINT with the Acquire load of `tail` in `Producer::free_slots`: our reads
         // of the released slots, and our restoring of their commit words, happen before
         // the producer reuses them.
@@ -130,7 +139,7 @@ impl<M: RingMemory> Consumer<M> {
         if record.span() > 1 {
             self.restore(0, record.span());
         }
-        self.release(record.span(), record.len() as u64);
+        self.release(record.span(), 1, record.len() as u64);
     }
 
     /// Releases the padding record at the tail (`peek(0)` returned it).
@@ -139,7 +148,7 @@ impl<M: RingMemory> Consumer<M> {
     pub(crate) fn skip_padding(&mut self, record: Record) {
         debug_assert!(record.is_padding());
         self.restore(0, record.span());
-        self.release(record.span(), 0);
+        self.release(record.span(), 0, 0);
     }
 
     /// Reads up to `max` published messages in place, calling `f` on each, then releases
@@ -188,7 +197,7 @@ impl<M: RingMemory> Consumer<M> {
         };
         // What was visited is released even when a later record is corrupt.
         if ahead > 0 {
-            self.release(ahead, bytes);
+            self.release(ahead, n as u64, bytes);
         }
         result.map(|()| n)
     }

@@ -18,6 +18,8 @@ pub(crate) struct Producer<M: RingMemory> {
     cached_tail: u64,
     /// Payload bytes published so far; mirrored to `mem.head_bytes()`.
     bytes: u64,
+    /// Messages published so far; mirrored to `mem.head_messages()`.
+    messages: u64,
     mask: u64,
     shape: Shape,
 }
@@ -33,6 +35,8 @@ impl<M: RingMemory> Producer<M> {
             head,
             cached_tail: Self::cache_tail(tail, count),
             bytes,
+            // A statistic continued from the mapping (untrusted: it only wraps).
+            messages: mem.head_messages().load(Ordering::Relaxed),
             mask: count - 1,
             shape,
             mem,
@@ -186,7 +190,7 @@ impl<M: RingMemory> Producer<M> {
             if self.free_slots(pad)? < pad {
                 return Ok(None);
             }
-            self.mirror_head(pad, 0);
+            self.mirror_head(pad, 0, 0);
             self.commit(PADDING, pad);
         }
         Ok((self.free_slots(span)? >= span).then_some(span))
@@ -198,7 +202,7 @@ impl<M: RingMemory> Producer<M> {
         let Some(span) = self.reserve(msg.len())? else {
             return Ok(false);
         };
-        self.mirror_head(span, msg.len() as u64);
+        self.mirror_head(span, 1, msg.len() as u64);
         self.write_and_commit(msg, span);
         Ok(true)
     }
@@ -218,7 +222,7 @@ impl<M: RingMemory> Producer<M> {
         let free = self.free_slots(msgs.len() as u64)?;
         let n = msgs.len().min(free as usize);
         let bytes = msgs[..n].iter().map(|m| m.len() as u64).sum();
-        self.mirror_head(n as u64, bytes);
+        self.mirror_head(n as u64, n as u64, bytes);
         for msg in &msgs[..n] {
             self.write_and_commit(msg, 1);
         }
@@ -273,7 +277,7 @@ impl<M: RingMemory> Producer<M> {
             }
             .into());
         }
-        self.mirror_head(used, len as u64);
+        self.mirror_head(used, 1, len as u64);
         self.commit(len as u32, used);
         Ok(true)
     }
@@ -287,15 +291,20 @@ impl<M: RingMemory> Producer<M> {
         Ok(())
     }
 
-    /// Stores the mirrored head and byte count for the `span` slots about to be committed.
-    /// They are stored *before* the commits, so whoever acquires a commit word (and then
-    /// the tail derived from it) never sees `head < tail`.
+    /// Stores the mirrored head, message count and byte count for the `span` slots (of
+    /// `messages` messages) about to be committed. They are stored *before* the commits,
+    /// so whoever acquires a commit word (and then the tail derived from it) never sees
+    /// `head < tail`.
     #[inline(always)]
-    fn mirror_head(&mut self, span: u64, bytes: u64) {
-        // A statistic that starts from the mapping's (untrusted) count: it wraps.
+    fn mirror_head(&mut self, span: u64, messages: u64, bytes: u64) {
+        // Statistics that start from the mapping's (untrusted) counts: they wrap.
         self.bytes = self.bytes.wrapping_add(bytes);
+        self.messages = self.messages.wrapping_add(messages);
         self.mem.head().store(self.head + span, Ordering::Relaxed);
         self.mem.head_bytes().store(self.bytes, Ordering::Relaxed);
+        self.mem
+            .head_messages()
+            .store(self.messages, Ordering::Relaxed);
     }
 
     /// Writes `msg` into the `span` slots at `head` and commits it. The caller reserved

@@ -162,6 +162,14 @@ unsafe impl RingMemory for Region {
         &self.header().consumer.bytes
     }
     #[inline]
+    fn head_messages(&self) -> &AtomicU64 {
+        &self.header().producer.messages
+    }
+    #[inline]
+    fn tail_messages(&self) -> &AtomicU64 {
+        &self.header().consumer.messages
+    }
+    #[inline]
     fn commit(&self, slot: usize) -> &AtomicU64 {
         &self.slot_header(slot).commit
     }

@@ -215,9 +215,9 @@ impl DirectionStats {
             slot_count: g.slot_count,
             used_slots: ring.used_slots as usize,
             producer_closed: control.closed[producer as usize].load(Ordering::Relaxed) != 0,
-            messages_sent: ring.head,
+            messages_sent: ring.messages_sent,
             bytes_sent: ring.bytes_sent,
-            messages_received: ring.tail,
+            messages_received: ring.messages_received,
             bytes_received: ring.bytes_received,
         }
     }
