@@ -58,13 +58,14 @@ class Channel:
     b'ping'
     """
 
-    __slots__ = ("_native", "control", "__weakref__")
+    __slots__ = ("_native", "_name", "control", "__weakref__")
 
     def __init__(self, native: Any) -> None:
         """Internal: use :meth:`create` or :meth:`open`."""
         self._native = native
         #: Live settings and statistics (:class:`Control`).
         self.control: _native.Control = _native.control_of(native)
+        self._name: str = self.control.name
         _open_channels.add(self)
 
     @classmethod
@@ -225,10 +226,13 @@ class Channel:
     @property
     def name(self) -> str:
         """The channel's name."""
-        return self.control.name
+        return self._name
 
     def stats(self) -> dict:
-        """Counters of both directions (see :meth:`Control.stats`)."""
+        """Counters of both directions: ``{"outgoing": {...}, "incoming": {...}}``, each
+        with ``messages_sent``, ``bytes_sent``, ``messages_received``,
+        ``bytes_received``, ``used_slots``, ``slot_size``, ``slot_count`` and
+        ``producer_closed``."""
         return self.control.stats()
 
     @property
@@ -263,5 +267,6 @@ class Channel:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else self.peer_state
-        return f"<capnp_shm_transport.Channel {self.name!r} side {self.control.side} peer {state}>"
+        if self.closed:
+            return f"<capnp_shm_transport.Channel {self._name!r} closed>"
+        return f"<capnp_shm_transport.Channel {self._name!r} side {self.control.side} peer {self.peer_state}>"

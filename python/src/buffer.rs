@@ -9,7 +9,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr;
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyBufferError, PyTypeError};
 use pyo3::ffi::{PyObject, Py_ssize_t};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -80,14 +80,18 @@ impl Exported {
         if rc != 0 {
             let py = obj.py();
             let err = PyErr::take(py).unwrap_or_else(|| PyTypeError::new_err("no buffer"));
-            if err.is_instance_of::<PyTypeError>(py) {
+            // A read-only exporter answers a writable request with BufferError; Python's
+            // own `readinto` calls raise TypeError for both cases.
+            let not_writable = writable && err.is_instance_of::<PyBufferError>(py);
+            if err.is_instance_of::<PyTypeError>(py) || not_writable {
                 let kind = obj
                     .get_type()
                     .name()
                     .map(|n| n.to_string())
                     .unwrap_or_default();
+                let which = if writable { "writable " } else { "" };
                 return Err(PyTypeError::new_err(format!(
-                    "a bytes-like object (buffer protocol) is required, not '{kind}'"
+                    "a {which}bytes-like object (buffer protocol) is required, not '{kind}'"
                 )));
             }
             return Err(err);

@@ -96,7 +96,8 @@ fn busy(full: bool) -> Fail {
 /// One side of a channel (see the Python class `capnp_shm_transport.Channel`).
 #[pyclass(frozen, module = "capnp_shm_transport._native", name = "Channel")]
 pub(crate) struct PyChannel {
-    pub(crate) control: Control,
+    /// A user handle: the side closes when the last one drops, so `close` takes it out.
+    control: Mutex<Option<Control>>,
     pub(crate) max_len: usize,
     tx: Mutex<Option<Tx>>,
     pub(crate) rx: Arc<Mutex<RxSlot>>,
@@ -115,20 +116,20 @@ impl PyChannel {
             py.detach(|| options.builder().create())
                 .map_err(|e| to_py(py, e))?
         } else {
+            let started = std::time::Instant::now();
             let attempt = |slice: Duration| -> Result<Channel, Fail> {
-                let r = options.builder().open_timeout(slice).open();
-                match r {
-                    // Side A not there yet: a timeout of this slice, try again.
-                    Err(Error::NotFound { .. }) if !slice.is_zero() => Err(busy(false)),
+                match options.builder().open_timeout(slice).open() {
+                    // Side A not there yet: this slice timed out, try again.
+                    Err(Error::NotFound { .. }) => Err(busy(false)),
                     other => other.map_err(Fail::Lib),
                 }
             };
             match sliced(py, open, attempt, Fail::is_timeout)? {
                 Ok(c) => c,
                 Err(Fail::Lib(Error::Timeout { .. })) => {
-                    // The whole open timeout passed: one last try reports NotFound.
-                    py.detach(|| options.builder().open_timeout(Duration::ZERO).open())
-                        .map_err(|e| to_py(py, e))?
+                    let name = options.name.clone();
+                    let waited = started.elapsed();
+                    return Err(to_py(py, Error::NotFound { name, waited }));
                 }
                 Err(f) => return Err(f.into_py(py)),
             }
@@ -144,11 +145,18 @@ impl PyChannel {
         let mut tx = tx;
         let max_len = tx.sender().max_message_len();
         Ok(PyChannel {
-            control,
+            control: Mutex::new(Some(control)),
             max_len,
             tx: Mutex::new(Some(tx)),
             rx: Arc::new(Mutex::new(RxSlot { rx, closed: false })),
         })
+    }
+
+    /// The live settings, or `ChannelClosed` after `close`. The lock is only ever held
+    /// for the clone, so taking it with the GIL held cannot deadlock.
+    pub(crate) fn control(&self, py: Python<'_>) -> PyResult<Control> {
+        let control = self.control.lock().map_err(|_| internal("control lock"))?;
+        control.clone().ok_or_else(|| Fail::closed().into_py(py))
     }
 
     /// Runs `f` on the sender, waiting as `wait` says.
@@ -349,6 +357,10 @@ impl PyChannel {
     /// Closes this side: the peer sees it closed; later calls raise `ChannelClosed`. A
     /// receive thread is stopped and joined. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let control = self.control.lock().map(|mut c| c.take()).ok().flatten();
+        // The last handle's drop shuts the side down, which may wait for a callback
+        // thread that needs the GIL.
+        py.detach(|| drop(control));
         let tx = py.detach(|| {
             self.tx
                 .lock()

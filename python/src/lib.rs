@@ -103,7 +103,7 @@ fn open(
 #[pyfunction]
 fn control_of(channel: &Bound<'_, PyChannel>) -> PyControl {
     PyControl {
-        control: channel.get().control.clone(),
+        channel: channel.clone().unbind(),
     }
 }
 

@@ -1,0 +1,89 @@
+"""``on_receive`` and ``on_event``: the receive thread calls Python, survives a raising
+callback (reported through ``sys.unraisablehook``), and direct receives are refused."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import pytest
+
+import capnp_shm_transport as cst
+
+
+def wait_for(predicate, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_on_receive_gets_every_message(name):
+    got = []
+    done = threading.Event()
+
+    def on_receive(data: bytes) -> None:
+        got.append(data)
+        if len(got) == 1000:
+            done.set()
+
+    a = cst.Channel.create(name, slot_size=64, slot_count=16, on_receive=on_receive)
+    b = cst.Channel.open(name, timeout=2)
+    with a, b:
+        assert a.receive_thread_running()
+        for i in range(1000):
+            b.send(b"%d" % i, timeout=5)
+        assert done.wait(10)
+        assert got == [b"%d" % i for i in range(1000)]
+        with pytest.raises(cst.ReceiverInUse):
+            a.recv(0)
+    assert not a.receive_thread_running()
+
+
+def test_a_raising_callback_is_reported_and_the_thread_goes_on(name, monkeypatch):
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: reported.append(u))
+    got = []
+
+    def on_receive(data: bytes) -> None:
+        if data == b"bad":
+            raise RuntimeError("callback failed")
+        got.append(data)
+
+    a = cst.Channel.create(name, slot_size=64, slot_count=16, on_receive=on_receive)
+    b = cst.Channel.open(name, timeout=2)
+    with a, b:
+        b.send(b"before", 1)
+        b.send(b"bad", 1)
+        b.send(b"after", 1)
+        assert wait_for(lambda: len(got) == 2), got
+        assert got == [b"before", b"after"]
+        assert len(reported) == 1
+        assert isinstance(reported[0].exc_value, RuntimeError)
+        assert str(reported[0].exc_value) == "callback failed"
+        assert a.receive_thread_running()
+        assert a.take_receive_error() is None
+
+
+def test_on_event_reports_the_peer_closing(name):
+    events = []
+    a = cst.Channel.create(name, slot_size=64, slot_count=16, on_event=lambda e, v: events.append((e, v)))
+    b = cst.Channel.open(name, timeout=2)
+    with a:
+        b.close()
+        assert wait_for(lambda: ("peer_closed", None) in events), events
+        assert a.peer_state == "closed"
+
+
+def test_on_receive_thread_on_side_b_ends_when_a_closes(name):
+    got = []
+    a = cst.Channel.create(name, slot_size=64, slot_count=16)
+    b = cst.Channel.open(name, timeout=2, on_receive=got.append)
+    with b:
+        a.send(b"last words", 1)
+        a.close()
+        assert wait_for(lambda: not b.receive_thread_running())
+        assert got == [b"last words"]
