@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use capnp_shm_transport::{Channel, Control, Error, Sender};
+use capnp_shm_transport::{Channel, Control, Error, OnDisconnect, Sender};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
@@ -101,6 +101,9 @@ pub(crate) struct PyChannel {
     pub(crate) max_len: usize,
     tx: Mutex<Option<Tx>>,
     pub(crate) rx: Arc<Mutex<RxSlot>>,
+    /// Whether calls wait through a reconnection (`on_disconnect` other than "fail"):
+    /// then a slice that ends with `Reconnecting` is retried like a timeout.
+    waits_for_reconnect: bool,
 }
 
 impl PyChannel {
@@ -136,6 +139,7 @@ impl PyChannel {
         };
         let control = channel.control().clone();
         let threaded = options.on_receive.is_some();
+        let waits_for_reconnect = options.on_disconnect != OnDisconnect::Fail;
         let (tx, rx) = if threaded {
             (Tx::Whole(channel), None)
         } else {
@@ -149,6 +153,7 @@ impl PyChannel {
             max_len,
             tx: Mutex::new(Some(tx)),
             rx: Arc::new(Mutex::new(RxSlot { rx, closed: false })),
+            waits_for_reconnect,
         })
     }
 
@@ -157,6 +162,12 @@ impl PyChannel {
     pub(crate) fn control(&self, py: Python<'_>) -> PyResult<Control> {
         let control = self.control.lock().map_err(|_| internal("control lock"))?;
         control.clone().ok_or_else(|| Fail::closed().into_py(py))
+    }
+
+    /// Whether a failed slice is retried while the call's own timeout lasts.
+    fn retry(&self) -> impl Fn(&Fail) -> bool {
+        let reconnect = self.waits_for_reconnect;
+        move |f| f.is_timeout() || (reconnect && matches!(f, Fail::Lib(Error::Reconnecting)))
     }
 
     /// Runs `f` on the sender, waiting as `wait` says.
@@ -171,7 +182,7 @@ impl PyChannel {
             let tx = tx.as_mut().ok_or_else(Fail::closed)?;
             Ok(f(tx.sender(), slice)?)
         };
-        sliced(py, wait, attempt, Fail::is_timeout)?.map_err(|f| f.into_py(py))
+        sliced(py, wait, attempt, self.retry())?.map_err(|f| f.into_py(py))
     }
 
     /// Runs `f` on the receiving state, waiting as `wait` says.
@@ -189,7 +200,7 @@ impl PyChannel {
             let rx = slot.rx.as_mut().ok_or(Fail::Lib(Error::ReceiverInUse))?;
             f(rx, slice)
         };
-        sliced(py, wait, attempt, Fail::is_timeout)?.map_err(|f| f.into_py(py))
+        sliced(py, wait, attempt, self.retry())?.map_err(|f| f.into_py(py))
     }
 }
 

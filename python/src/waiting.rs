@@ -58,7 +58,7 @@ pub(crate) fn sliced<T, E, F>(
     py: Python<'_>,
     wait: Wait,
     mut attempt: F,
-    is_timeout: fn(&E) -> bool,
+    is_timeout: impl Fn(&E) -> bool,
 ) -> PyResult<Result<T, E>>
 where
     T: Send,
