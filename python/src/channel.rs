@@ -401,3 +401,14 @@ impl PyChannel {
         })
     }
 }
+
+impl Drop for PyChannel {
+    /// A channel collected without `close`: its handles go with the GIL released, since
+    /// the last one's drop joins the receive thread and shuts the liveness monitor down,
+    /// either of which may be waiting for the GIL to call back into Python.
+    fn drop(&mut self) {
+        let tx = self.tx.get_mut().ok().and_then(Option::take);
+        let control = self.control.get_mut().ok().and_then(Option::take);
+        Python::attach(|py| py.detach(|| drop((tx, control))));
+    }
+}

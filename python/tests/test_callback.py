@@ -87,3 +87,28 @@ def test_on_receive_thread_on_side_b_ends_when_a_closes(name):
         a.close()
         assert wait_for(lambda: not b.receive_thread_running())
         assert got == [b"last words"]
+
+
+def test_a_channel_collected_without_close_does_not_hang(names):
+    """The receive thread may wait for the GIL in its callback while the channel is
+    collected: its drop must release the GIL (else the interpreter hangs)."""
+    import subprocess
+
+    name = names()
+    code = f"""
+import gc, time, capnp_shm_transport as cst
+got = []
+a = cst.Channel.create({name!r}, slot_size=64, slot_count=16, on_receive=lambda d: got.append(d) or time.sleep(0.001), on_event=lambda e, v: None)
+b = cst.Channel.open({name!r}, timeout=2)
+for i in range(200):
+    b.send(b"x", timeout=1)
+del a
+gc.collect()
+b.close()
+print("ok", len(got) > 0)
+"""
+    # cwd="/": `-c` puts the working directory first on sys.path, where python/ would
+    # shadow the installed package with its sources.
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ok", "True"]
