@@ -233,3 +233,16 @@ def test_repr_and_context_manager(name):
     with cst.Channel.create(name, slot_size=64, slot_count=16) as a:
         assert name in repr(a) and "not_attached" in repr(a)
     assert a.closed
+
+
+def test_a_corrupt_header_is_a_typed_error_naming_the_field(name):
+    a = cst.Channel.create(name, slot_size=64, slot_count=16)
+    with a:
+        with open(f"/dev/shm/{name}.fs.a2b", "r+b") as f:
+            f.write(b"\xde\xad\xbe\xef\xde\xad\xbe\xef")  # the magic number, offset 0
+        with pytest.raises(cst.Corrupt) as e:
+            cst.inspect(name)
+        assert e.value.field == "magic" and e.value.kind == "BadMagic"
+        assert "bad magic" in str(e.value)
+        with pytest.raises(cst.Corrupt):
+            cst.Channel.open(name, timeout=0.5)
