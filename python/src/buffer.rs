@@ -47,9 +47,9 @@ pub(crate) struct Exported {
     raw: RawBuffer,
 }
 
-// SAFETY: the export pins the memory until `PyBuffer_Release`, which `Drop` calls with
-// the GIL held (pyo3 drops pyclass-free values wherever they are; see `Drop`). Reading the
-// bytes from another thread is what a GIL-released read does.
+// SAFETY: the export pins the memory until `PyBuffer_Release`, which `Drop` calls after
+// taking the GIL (`Python::attach`) on whatever thread drops it; in between, the bytes are
+// plain memory that any thread may read (a GIL-released read does exactly that).
 unsafe impl Send for Exported {}
 
 impl Exported {

@@ -6,7 +6,7 @@
 //! so a thread that holds one of them may take the GIL (to build `bytes`) without
 //! deadlocking against a thread that holds the GIL and waits for the lock.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use capnp_shm_transport::{Channel, Control, Error, OnDisconnect, Sender};
@@ -14,7 +14,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use crate::buffer::{Exported, Message};
-use crate::errors::{internal, to_py, usage};
+use crate::errors::{internal, to_py};
+use crate::fail::{busy, lock, Fail};
 use crate::options::Options;
 use crate::rx::{Got, Rx};
 use crate::waiting::{sliced, Wait};
@@ -40,57 +41,6 @@ impl Tx {
 pub(crate) struct RxSlot {
     pub rx: Option<Rx>,
     pub closed: bool,
-}
-
-/// Why an attempt failed: the library's error, or a state of this handle.
-pub(crate) enum Fail {
-    Lib(Error),
-    /// `(exception class, message)`.
-    Here(&'static str, String),
-}
-
-impl From<Error> for Fail {
-    fn from(e: Error) -> Fail {
-        Fail::Lib(e)
-    }
-}
-
-impl Fail {
-    pub(crate) fn is_timeout(&self) -> bool {
-        matches!(self, Fail::Lib(Error::Timeout { .. }))
-    }
-    pub(crate) fn into_py(self, py: Python<'_>) -> PyErr {
-        match self {
-            Fail::Lib(e) => to_py(py, e),
-            Fail::Here(class, message) => usage(py, class, message),
-        }
-    }
-    fn closed() -> Fail {
-        Fail::Here("ChannelClosed", "this channel was closed".into())
-    }
-    fn view_open() -> Fail {
-        Fail::Here(
-            "ViewInUse",
-            "a recv_view of the previous message (or a memoryview derived from it) is still \
-             alive; its slot is released when the last one is"
-                .into(),
-        )
-    }
-}
-
-/// Locks `m`: blocking when the GIL is released (`gil == false`), else `try_lock` (a busy
-/// lock then reads as a timeout, and the caller retries with the GIL released).
-fn lock<T>(m: &Mutex<T>, gil: bool, busy: Fail) -> Result<MutexGuard<'_, T>, Fail> {
-    if gil {
-        m.try_lock().map_err(|_| busy)
-    } else {
-        m.lock()
-            .map_err(|_| Fail::Here("Error", "a lock was poisoned".into()))
-    }
-}
-
-fn busy(full: bool) -> Fail {
-    Fail::Lib(Error::Timeout { full })
 }
 
 /// One side of a channel (see the Python class `capnp_shm_transport.Channel`).

@@ -8,6 +8,7 @@ mod buffer;
 mod channel;
 mod control;
 mod errors;
+mod fail;
 mod lease;
 mod options;
 mod rx;
