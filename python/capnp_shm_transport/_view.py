@@ -8,7 +8,9 @@ mapping stays) until the array is garbage: a ``weakref.finalize`` on it releases
 lease. So a buffer that outlives the block can never read freed or reused memory; it
 keeps the message held instead, and the next receive raises :class:`ViewInUse` until it
 is released. The memoryview the block gave is released when the block ends: any use of
-it afterwards raises ``ValueError: operation forbidden on released memoryview object``.
+it afterwards raises ``ValueError: operation forbidden on released memoryview object``;
+only while another object holds a buffer export of that very view (``numpy.frombuffer``,
+``struct.iter_unpack``) does it stay readable, its slot held, until that object lets go.
 """
 
 from __future__ import annotations
@@ -41,7 +43,14 @@ class RecvView:
 
     def __exit__(self, *exc: object) -> None:
         view, self._view = self._view, None
-        if view is not None:
+        if view is None:
+            return
+        try:
             # Views derived from it keep the array (and the slot) until they go; this one
             # is unusable from here on.
             view.release()
+        except BufferError:
+            # Something still holds a buffer export of the view itself (numpy.frombuffer,
+            # struct.iter_unpack, ...): it cannot be released yet. It stays readable, and
+            # the slot held, until that consumer lets go; safe either way.
+            pass

@@ -105,3 +105,22 @@ def test_view_timeout(name):
         a.send(b"after", 1)
         with b.recv_view(1) as mv:
             assert bytes(mv) == b"after"
+
+
+def test_a_consumer_holding_an_export_of_the_view_itself(name):
+    import struct
+
+    a, b = pair(name)
+    with a, b:
+        a.send(struct.pack("<4I", 1, 2, 3, 4), 1)
+        with b.recv_view(1) as mv:
+            it = struct.iter_unpack("<I", mv)  # holds a buffer export of mv
+        # mv could not be released: it and the iterator still read the held slot.
+        assert [v for (v,) in it] == [1, 2, 3, 4]
+        with pytest.raises(cst.ViewInUse):
+            b.recv(0)
+        del it
+        mv.release()
+        gc.collect()
+        a.send(b"next", 1)
+        assert b.recv(1) == b"next"
