@@ -172,7 +172,8 @@ class Channel:
 
     def send_batch(self, messages: Iterable[Any], timeout: TimeoutArg = None) -> int:
         """Sends several messages with one free-space check; returns how many were sent
-        (all of them, or those that fit when the timeout ended)."""
+        (all of them, or those that fit when the timeout ended; :class:`Timeout` when
+        not even one did)."""
         return self._native.send_batch(messages, timeout)
 
     def recv(self, timeout: TimeoutArg = None) -> bytes:

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator, List
+from typing import Callable, Iterator, List
 
 import pytest
 
@@ -29,7 +29,7 @@ def _cleanup(names: List[str]) -> None:
 
 
 @pytest.fixture
-def names() -> Iterator["callable"]:
+def names() -> Iterator[Callable[[], str]]:
     """``names()`` gives a fresh ``cst-py-<pid>-<n>`` name; every one handed out is
     removed when the test ends, passed or failed."""
     made: List[str] = []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import struct
 import sys
 import threading
@@ -66,11 +64,6 @@ def main() -> None:
         ch = cst.Channel.create(name, slot_size=64, slot_count=16)
         print("ready", flush=True)
         time.sleep(60)
-    elif role == "stop-self":  # side A that is killed by SIGKILL from itself
-        ch = cst.Channel.create(name, slot_size=64, slot_count=16)
-        print("ready", flush=True)
-        sys.stdin.readline()
-        os.kill(os.getpid(), signal.SIGKILL)
     else:
         raise SystemExit(f"unknown role {role}")
 

@@ -13,6 +13,7 @@ import capnp_shm_transport as cst
 
 
 def wait_for(predicate, seconds=5.0):
+    """Polls `predicate` (only where nothing signals the state: a thread's end)."""
     deadline = time.monotonic() + seconds
     while not predicate():
         if time.monotonic() > deadline:
@@ -47,11 +48,14 @@ def test_a_raising_callback_is_reported_and_the_thread_goes_on(name, monkeypatch
     reported = []
     monkeypatch.setattr(sys, "unraisablehook", lambda u: reported.append(u))
     got = []
+    both = threading.Event()
 
     def on_receive(data: bytes) -> None:
         if data == b"bad":
             raise RuntimeError("callback failed")
         got.append(data)
+        if len(got) == 2:
+            both.set()
 
     a = cst.Channel.create(name, slot_size=64, slot_count=16, on_receive=on_receive)
     b = cst.Channel.open(name, timeout=2)
@@ -59,7 +63,7 @@ def test_a_raising_callback_is_reported_and_the_thread_goes_on(name, monkeypatch
         b.send(b"before", 1)
         b.send(b"bad", 1)
         b.send(b"after", 1)
-        assert wait_for(lambda: len(got) == 2), got
+        assert both.wait(5), got
         assert got == [b"before", b"after"]
         assert len(reported) == 1
         assert isinstance(reported[0].exc_value, RuntimeError)
@@ -70,11 +74,19 @@ def test_a_raising_callback_is_reported_and_the_thread_goes_on(name, monkeypatch
 
 def test_on_event_reports_the_peer_closing(name):
     events = []
-    a = cst.Channel.create(name, slot_size=64, slot_count=16, on_event=lambda e, v: events.append((e, v)))
+    closed = threading.Event()
+
+    def on_event(event, value):
+        events.append((event, value))
+        if event == "peer_closed":
+            closed.set()
+
+    a = cst.Channel.create(name, slot_size=64, slot_count=16, on_event=on_event)
     b = cst.Channel.open(name, timeout=2)
     with a:
         b.close()
-        assert wait_for(lambda: ("peer_closed", None) in events), events
+        assert closed.wait(5), events
+        assert ("peer_closed", None) in events
         assert a.peer_state == "closed"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 
 import pytest
 
@@ -11,13 +11,20 @@ import capnp_shm_transport as cst
 
 def test_side_b_reconnects_to_a_recreated_side_a(name):
     events = []
+    reconnected = threading.Event()
+
+    def on_event(event, value):
+        events.append(event)
+        if event == "reconnected":
+            reconnected.set()
+
     a = cst.Channel.create(name, slot_size=64, slot_count=16)
     b = cst.Channel.open(
         name,
         timeout=2,
         reconnect=cst.ReconnectPolicy(retry_interval=0.02, max_attempts=0, max_wait=10.0),
         on_disconnect="wait",
-        on_event=lambda e, v: events.append(e),
+        on_event=on_event,
     )
     with b:
         generation = b.control.generation
@@ -31,10 +38,7 @@ def test_side_b_reconnects_to_a_recreated_side_a(name):
             assert b.control.generation != generation
             b.send(b"hello again", 1)
             assert a.recv(1) == b"hello again"
-        deadline = time.monotonic() + 5
-        while "reconnected" not in events and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert "reconnected" in events, events
+        assert reconnected.wait(5), events
 
 
 def test_without_a_policy_side_b_fails_on_close(name):
