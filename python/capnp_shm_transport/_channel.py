@@ -88,8 +88,9 @@ class Channel:
         """Side A: creates channel ``name`` (segments ``/dev/shm/<name>.fs.a2b`` and
         ``.fs.b2a``).
 
-        ``slot_size`` is the largest message in bytes, ``slot_count`` the slots per
-        direction (a power of two). ``wait`` is how this side waits when idle:
+        ``slot_size`` is the payload bytes per slot, ``slot_count`` the slots per
+        direction (a power of two); a message longer than a slot covers several, up to
+        the whole ring (``control.max_message_len``). ``wait`` is how this side waits when idle:
         ``"block"`` (spin briefly, then sleep on a futex until woken; the default),
         ``"spin"`` (busy-poll) or ``"sleep"`` (sleep ``poll_us`` µs per idle round).
         ``trust="untrusted"`` copies each message out of its slot before use.

@@ -62,11 +62,17 @@ impl PyControl {
         let c = self.control(py)?;
         Ok(c.generation())
     }
-    /// Payload bytes per slot.
+    /// Payload bytes per slot: messages up to this size take one slot each.
     #[getter]
     fn slot_size(&self, py: Python<'_>) -> PyResult<usize> {
         let c = self.control(py)?;
         Ok(c.slot_size())
+    }
+    /// The largest message the channel carries (one that covers every slot).
+    #[getter]
+    fn max_message_len(&self, py: Python<'_>) -> PyResult<usize> {
+        let c = self.control(py)?;
+        Ok(c.max_message_len())
     }
     /// Slots per direction.
     #[getter]

@@ -59,11 +59,11 @@ pub(crate) fn to_py(py: Python<'_>, error: Error) -> PyErr {
             Error::PeerDead => ("PeerDead", vec![]),
             Error::Reconnecting => ("Reconnecting", vec![]),
             Error::GaveUp => ("GaveUp", vec![]),
-            Error::MessageTooLarge { len, slot_size } => (
+            Error::MessageTooLarge { len, max_len } => (
                 "MessageTooLarge",
                 vec![
                     ("len", int(*len as u64)?),
-                    ("max_len", int(*slot_size as u64)?),
+                    ("max_len", int(*max_len as u64)?),
                 ],
             ),
             Error::InvalidArgument { what, .. } => ("InvalidArgument", vec![("what", text(what)?)]),

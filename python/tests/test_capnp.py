@@ -25,13 +25,25 @@ def test_send_message_and_recv_message(name):
         assert (r.seq, r.sentNs, r.payload, r.control.which) == (7, 123, b"hello", "ping")
 
 
-def test_a_message_too_large_for_the_slot(name):
+def test_a_message_too_large_for_the_ring(name):
     a = cst.Channel.create(name, slot_size=64, slot_count=16)
     with a:
         m = demo_capnp.Sample.new_message()
-        m.payload = bytes(200)
+        m.payload = bytes(a.max_message_len)
         with pytest.raises(cst.MessageTooLarge):
             a.send_message(m, timeout=0)
+
+
+def test_a_message_larger_than_a_slot_round_trips(name):
+    a = cst.Channel.create(name, slot_size=64, slot_count=16)
+    b = cst.Channel.open(name, timeout=2)
+    with a, b:
+        m = demo_capnp.Sample.new_message()
+        m.seq = 3
+        m.payload = bytes(range(256)) * 4  # 1 KiB through 64-byte slots
+        a.send_message(m, timeout=1)
+        r = b.recv_message(demo_capnp.Sample, timeout=1)
+        assert (r.seq, r.payload) == (3, bytes(range(256)) * 4)
 
 
 def test_a_malformed_message_is_a_decode_error(name):
