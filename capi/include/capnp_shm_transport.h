@@ -95,7 +95,8 @@ typedef struct CstTransport CstTransport;
 // A receive callback: called on the handle's receive thread with each message, in place
 // (valid only during the call). Returns 0, or non-zero to report a failure (counted by
 // `cst_callback_failures`; the thread goes on). It must not unwind: a C++ callback catches
-// its exceptions (the C++ header's trampoline does).
+// its exceptions (the C++ header's trampoline does). It must not close its own handle, and
+// it may send on it only if no other thread sends at the same time.
 typedef int32_t (*CstReceiveFn)(void *user, const uint8_t *data, size_t len);
 
 // Options of `cst_create` and `cst_open`; fill with `cst_options_default` first.

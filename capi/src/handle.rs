@@ -21,7 +21,8 @@ use crate::status::{guard, CstStatus, Failure, CST_INVALID_ARGUMENT, CST_INVALID
 /// A receive callback: called on the handle's receive thread with each message, in place
 /// (valid only during the call). Returns 0, or non-zero to report a failure (counted by
 /// `cst_callback_failures`; the thread goes on). It must not unwind: a C++ callback catches
-/// its exceptions (the C++ header's trampoline does).
+/// its exceptions (the C++ header's trampoline does). It must not close its own handle, and
+/// it may send on it only if no other thread sends at the same time.
 pub type CstReceiveFn =
     Option<unsafe extern "C" fn(user: *mut c_void, data: *const u8, len: usize) -> i32>;
 
