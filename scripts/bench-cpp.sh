@@ -27,9 +27,10 @@ echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f
 echo "== 64 B round trip, busy spin ($rounds rounds x $trips round trips, interleaved) =="
 declare -A p50s p99s
 for r in $(seq "$rounds"); do
-  for impl in rust cpp cpp-copy; do
+  for impl in rust cpp rust-copy cpp-copy; do
     case $impl in
       rust) a=("$rust_pp" a "$tag-$impl-$r" "$trips"); b=("$rust_pp" b "$tag-$impl-$r") ;;
+      rust-copy) a=("$rust_pp" a "$tag-$impl-$r" "$trips" copy); b=("$rust_pp" b "$tag-$impl-$r" copy) ;;
       cpp) a=("$cpp_pp" a "$tag-$impl-$r" "$trips" inplace); b=("$cpp_pp" b "$tag-$impl-$r" inplace) ;;
       cpp-copy) a=("$cpp_pp" a "$tag-$impl-$r" "$trips" copy); b=("$cpp_pp" b "$tag-$impl-$r" copy) ;;
     esac
@@ -40,17 +41,19 @@ for r in $(seq "$rounds"); do
     p99s[$impl]+="$p99 "
   done
 done
-python3 - "${p50s[rust]}" "${p50s[cpp]}" "${p50s[cpp-copy]}" "${p99s[rust]}" "${p99s[cpp]}" "${p99s[cpp-copy]}" <<'PY'
+python3 - "${p50s[rust]}" "${p50s[cpp]}" "${p50s[rust-copy]}" "${p50s[cpp-copy]}" \
+  "${p99s[rust]}" "${p99s[cpp]}" "${p99s[rust-copy]}" "${p99s[cpp-copy]}" <<'PY'
 import statistics, sys
 v = [list(map(int, a.split())) for a in sys.argv[1:]]
 m = [statistics.median(x) for x in v]
-rows = [("Rust <-> Rust (Rust API, in place)", m[0], m[3]),
-        ("C++ <-> C++ (recvInPlace / send)", m[1], m[4]),
-        ("C++ <-> C++ (reference sendSlot / recvSlot copy)", m[2], m[5])]
-print(f"{'':52} {'p50 ns':>8} {'p99 ns':>8} {'p50 / Rust':>11}")
-for name, p50, p99 in rows:
-    print(f"{name:52} {p50:>8.0f} {p99:>8.0f} {p50 / m[0]:>11.3f}")
-print("per-round p50s:", {"rust": v[0], "cpp": v[1], "cpp-copy": v[2]})
+rows = [("Rust <-> Rust, in place (recv)", m[0], m[4], m[0]),
+        ("C++ <-> C++, in place (recvInPlace)", m[1], m[5], m[0]),
+        ("Rust <-> Rust, copy (recv_into)", m[2], m[6], m[2]),
+        ("C++ <-> C++, copy (reference sendSlot / recvSlot)", m[3], m[7], m[2])]
+print(f"{'':52} {'p50 ns':>8} {'p99 ns':>8} {'C++ / Rust':>11}")
+for name, p50, p99, base in rows:
+    print(f"{name:52} {p50:>8.0f} {p99:>8.0f} {p50 / base:>11.3f}")
+print("per-round p50s:", {"rust": v[0], "cpp": v[1], "rust-copy": v[2], "cpp-copy": v[3]})
 PY
 
 echo "== demos, $seconds s each, busy spin (local poll 0) =="

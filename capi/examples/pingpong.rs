@@ -2,9 +2,10 @@
 //! ping-pong over the Rust API, busy spin, receiving in place; `examples/cpp/pingpong.cpp`
 //! does the same through the C++ header and the C ABI.
 //!
-//! `pingpong a NAME ROUND_TRIPS` creates the channel, waits for B, bounces ROUND_TRIPS
-//! messages and prints `p50_ns p99_ns`; `pingpong b NAME` opens it and echoes until A
-//! closes.
+//! `pingpong a NAME ROUND_TRIPS [inplace|copy]` creates the channel, waits for B, bounces
+//! ROUND_TRIPS messages and prints `p50_ns p99_ns`; `pingpong b NAME [inplace|copy]` opens
+//! it and echoes until A closes. `copy` receives with `recv_into` (as the C++ reference
+//! calls `recvSlot` do), `inplace` (default) with `recv`.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,8 @@ const LEN: usize = 64;
 
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: pingpong a NAME ROUND_TRIPS | pingpong b NAME";
+    let usage =
+        "usage: pingpong a NAME ROUND_TRIPS [inplace|copy] | pingpong b NAME [inplace|copy]";
     let (Some(role), Some(name)) = (args.get(1), args.get(2)) else {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -23,12 +25,23 @@ fn main() -> Result<(), Error> {
         .slot_size(LEN)
         .slot_count(64)
         .poll_interval(Duration::ZERO);
+    let copy = args
+        .get(if role == "b" { 3 } else { 4 })
+        .is_some_and(|s| s == "copy");
+    let mut buf = Vec::with_capacity(LEN);
     if role == "b" {
         let mut b = builder.open_timeout(Duration::from_secs(5)).open()?;
         let mut reply = [0u8; LEN];
         loop {
-            match b.recv(Timeout::Never) {
-                Ok(msg) => reply.copy_from_slice(&msg),
+            let got = if copy {
+                b.recv_into(&mut buf, Timeout::Never)
+                    .map(|_| reply.copy_from_slice(&buf))
+            } else {
+                b.recv(Timeout::Never)
+                    .map(|msg| reply.copy_from_slice(&msg))
+            };
+            match got {
+                Ok(()) => {}
                 Err(Error::Closed) => return Ok(()),
                 Err(e) => return Err(e),
             }
@@ -45,9 +58,11 @@ fn main() -> Result<(), Error> {
     for _ in 0..n {
         let start = Instant::now();
         a.send(&ping, Timeout::Never)?;
-        let msg = a.recv(Timeout::Never)?;
-        assert_eq!(msg.len(), LEN);
-        drop(msg);
+        if copy {
+            assert_eq!(a.recv_into(&mut buf, Timeout::Never)?, LEN);
+        } else {
+            assert_eq!(a.recv(Timeout::Never)?.len(), LEN);
+        }
         rtt.push(start.elapsed().as_nanos() as u64);
     }
     rtt.sort_unstable();
