@@ -158,13 +158,6 @@ typedef struct CstStats {
 extern "C" {
 #endif // __cplusplus
 
-// Fills `options` with the defaults: slot size 1024, 64 slots, block wait mode, poll
-// interval 0, open timeout 5000 ms, cooperating trust, no callback.
-//
-// # Safety
-// `options` is null (reported as `CST_NULL_POINTER`) or writable.
-enum CstStatus cst_options_default(struct CstOptions *options);
-
 // Side A: creates channel `name` (removing stale segments of that name first) and stores
 // the new handle in `*out` (null on failure).
 //
@@ -255,6 +248,13 @@ enum CstStatus cst_recv_borrow(const struct CstTransport *handle,
 // # Safety
 // `handle` is a live handle (or null).
 enum CstStatus cst_recv_release(const struct CstTransport *handle);
+
+// Fills `options` with the defaults: slot size 1024, 64 slots, block wait mode, poll
+// interval 0, open timeout 5000 ms, cooperating trust, no callback.
+//
+// # Safety
+// `options` is null (reported as `CST_NULL_POINTER`) or writable.
+enum CstStatus cst_options_default(struct CstOptions *options);
 
 // Writes both directions' counters into `*out`.
 //

@@ -34,14 +34,13 @@
 
 mod handle;
 mod io;
+mod options;
 mod settings;
 mod status;
 
-pub use handle::{
-    cst_close, cst_create, cst_open, cst_options_default, CstOptions, CstReceiveFn, CstTransport,
-    CstTrust, CstWaitMode,
-};
+pub use handle::{cst_close, cst_create, cst_open, CstTransport};
 pub use io::{cst_recv, cst_recv_borrow, cst_recv_release, cst_send, cst_send_with, CstWriteFn};
+pub use options::{cst_options_default, CstOptions, CstReceiveFn, CstTrust, CstWaitMode};
 pub use settings::{
     cst_callback_failures, cst_info, cst_list, cst_max_message_len, cst_peer_state, cst_poll_us,
     cst_remove, cst_set_poll_us, cst_set_wait_mode, cst_stats, cst_wait_mode, CstPeerState,

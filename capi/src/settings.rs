@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use capnp_shm_transport::{DirectionStats, PeerState, WaitMode};
 
-use crate::handle::{
-    handle_arg, name_arg, out_arg, send_half, wait_mode_arg, CstTransport, CstWaitMode,
-};
+use crate::handle::{handle_arg, name_arg, out_arg, send_half, CstTransport};
+use crate::options::{wait_mode_arg, CstWaitMode};
 use crate::status::{guard, CstStatus, Failure, CST_BUFFER_TOO_SMALL};
 
 /// One direction's counters (an advisory snapshot).
