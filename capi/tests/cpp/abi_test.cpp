@@ -250,6 +250,7 @@ void referenceApi() {
   CHECK(a.send(msg.data(), 1, milliseconds(100)).is(Errc::closed));
   ShmFixedSlotDuplexTransport::remove(name);  // removing twice is harmless
   ShmFixedSlotDuplexTransport::remove(name);
+  CHECK(version().find("capnp-shm-transport") == 0);
 }
 
 void capnpInPlace() {
