@@ -59,6 +59,15 @@ fn every_source_file_is_in_a_bazel_target() {
         r#"glob(["schema/**/*.capnp"])"#,
         r#"glob(["src/generated/**"])"#,
         r#"srcs = ["build.rs"]"#,
+        r#"name = "capnp_shm_transport_c""#,
+        r#"srcs = glob(["capi/src/**/*.rs"])"#,
+        r#"crate_root = "capi/src/lib.rs""#,
+        r#"hdrs = glob(["capi/include/*.h*"])"#,
+        r#"srcs = ["capi/examples/pingpong.rs"]"#,
+        r#"srcs = ["capi/examples/cpp/demo.cpp"]"#,
+        r#"srcs = ["capi/examples/cpp/pingpong.cpp"]"#,
+        r#"srcs = ["capi/tests/cpp/abi_test.cpp"]"#,
+        r#"srcs = ["capi/tests/cross_language.sh"]"#,
     ] {
         assert!(
             build.contains(needle),
@@ -68,10 +77,16 @@ fn every_source_file_is_in_a_bazel_target() {
     // The source globs take only .rs files: anything else under a source directory must
     // be generated code (declared as build-script data) or it is missing from the Bazel
     // build.
-    let mut stack: Vec<_> = ["src", "demo/src", "demo/tests", "benches/comparison/src"]
-        .into_iter()
-        .map(common::project_path)
-        .collect();
+    let mut stack: Vec<_> = [
+        "src",
+        "demo/src",
+        "demo/tests",
+        "benches/comparison/src",
+        "capi/src",
+    ]
+    .into_iter()
+    .map(common::project_path)
+    .collect();
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
@@ -97,7 +112,7 @@ fn every_cargo_target_and_dependency_is_known_to_bazel() {
     let members = workspace_members(&manifest);
     assert_eq!(
         members,
-        ["demo", "benches/comparison"],
+        ["demo", "benches/comparison", "capi"],
         "the workspace members changed: update BUILD.bazel, MODULE.bazel and this test"
     );
     let demo = read("demo/Cargo.toml");
@@ -109,6 +124,27 @@ fn every_cargo_target_and_dependency_is_known_to_bazel() {
         read("benches/comparison/Cargo.toml").contains(r#"path = "src/lib.rs""#),
         "benches/comparison/Cargo.toml no longer builds its library from src/lib.rs"
     );
+    // capi/: one Bazel target per C++ source, test and example (the strings above name
+    // each); a new one must be added there too.
+    for dir in [
+        "capi/examples",
+        "capi/examples/cpp",
+        "capi/tests/cpp",
+        "capi/tests",
+    ] {
+        for entry in std::fs::read_dir(common::project_path(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if path.is_dir() || (dir == "capi/tests" && name.ends_with(".rs")) {
+                continue; // capi/tests/*.rs are Cargo's (the header drift check)
+            }
+            let label = format!(r#""{dir}/{name}""#);
+            assert!(
+                build.contains(&label),
+                "{label} has no Bazel target in BUILD.bazel"
+            );
+        }
+    }
     for line in manifest
         .lines()
         .filter(|l| l.trim_start().starts_with("path = \"benches/"))
