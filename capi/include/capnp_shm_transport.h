@@ -207,8 +207,8 @@ enum CstStatus cst_send(const struct CstTransport *handle,
                         int64_t timeout_us);
 
 // Sends a message written in place: waits up to `timeout_us` for a free slot, then calls
-// `write(user, slot, capacity)` once, which returns the message length (at most
-// `capacity`) or a negative value to publish nothing. Zero copy.
+// `write(user, slot, capacity)` once (`capacity` is the slot size), which returns the
+// message length (at most `capacity`) or a negative value to publish nothing. Zero copy.
 //
 // # Safety
 // `handle` is a live handle (or null); `write` follows [`CstWriteFn`]'s contract.
@@ -216,6 +216,19 @@ enum CstStatus cst_send_with(const struct CstTransport *handle,
                              CstWriteFn write,
                              void *user,
                              int64_t timeout_us);
+
+// Like [`cst_send_with`], for a message of up to `capacity` bytes (0: the slot size), of
+// any size up to `cst_max_message_len`: `write` gets `capacity` contiguous bytes in the
+// ring (over several slots when `capacity` exceeds the slot size). A `capacity` above the
+// largest message is `CST_MESSAGE_TOO_LARGE`, and nothing is written or sent.
+//
+// # Safety
+// `handle` is a live handle (or null); `write` follows [`CstWriteFn`]'s contract.
+enum CstStatus cst_send_with_capacity(const struct CstTransport *handle,
+                                      size_t capacity,
+                                      CstWriteFn write,
+                                      void *user,
+                                      int64_t timeout_us);
 
 // Receives one message by copy into `buf` (`capacity` bytes), waiting up to `timeout_us`;
 // `*len` gets its length. If the message is longer than `capacity`, nothing is copied,

@@ -208,7 +208,7 @@ class ShmFixedSlotDuplexTransport {
   // Sends a message written in place: `write(slot, capacity)` returns its length, or a
   // negative value to send nothing. An exception it throws is caught and reported.
   template <class Rep, class Period, class Write>
-  Status sendWith(Write&& write, std::chrono::duration<Rep, Period> timeout) {
+  Status sendWith(Write&& write, std::chrono::duration<Rep, Period> timeout, size_t capacity = 0) {
     struct Ctx {
       Write* write;
       std::string error;
@@ -224,7 +224,8 @@ class ShmFixedSlotDuplexTransport {
       }
       return -1;
     };
-    Status s = detail::status(cst_send_with(handle_, trampoline, &ctx, detail::micros(timeout)));
+    Status s = detail::status(
+        cst_send_with_capacity(handle_, capacity, trampoline, &ctx, detail::micros(timeout)));
     if (!ctx.error.empty()) s.message = "the writer threw: " + ctx.error;
     return s;
   }

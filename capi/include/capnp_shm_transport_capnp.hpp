@@ -37,17 +37,18 @@ inline kj::ArrayPtr<const capnp::word> words(const uint8_t* data, size_t len) {
 
 inline kj::ArrayPtr<const capnp::word> words(const RecvGuard& g) { return words(g.data(), g.size()); }
 
-// Sends `message` framed straight into a free slot (one copy, from the builder's segments
-// into shared memory; no intermediate buffer). Errc::message_too_large when its framed size
-// exceeds maxMessageLen().
+// Sends `message` framed straight into the ring (one copy, from the builder's segments into
+// shared memory; no intermediate buffer): one slot, or consecutive slots for a message
+// longer than a slot. Errc::message_too_large when its framed size exceeds maxMessageLen().
 template <class Rep, class Period>
 Status sendMessage(ShmFixedSlotDuplexTransport& t, capnp::MessageBuilder& message,
                    std::chrono::duration<Rep, Period> timeout) {
   size_t bytes = capnp::computeSerializedSizeInWords(message) * sizeof(capnp::word);
   if (bytes > t.maxMessageLen()) {
     return {make_error_code(Errc::message_too_large),
-            "a framed message of " + std::to_string(bytes) + " bytes does not fit a slot of " +
-                std::to_string(t.maxMessageLen()) + " bytes"};
+            "a framed message of " + std::to_string(bytes) +
+                " bytes exceeds the ring's largest message of " + std::to_string(t.maxMessageLen()) +
+                " bytes"};
   }
   return t.sendWith(
       [&](uint8_t* slot, size_t capacity) -> int64_t {
@@ -55,7 +56,7 @@ Status sendMessage(ShmFixedSlotDuplexTransport& t, capnp::MessageBuilder& messag
         capnp::writeMessage(out, message);
         return static_cast<int64_t>(out.getArray().size());
       },
-      timeout);
+      timeout, bytes);
 }
 
 }  // namespace capnproto_shm_transport

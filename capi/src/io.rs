@@ -50,8 +50,8 @@ pub unsafe extern "C" fn cst_send(
 }
 
 /// Sends a message written in place: waits up to `timeout_us` for a free slot, then calls
-/// `write(user, slot, capacity)` once, which returns the message length (at most
-/// `capacity`) or a negative value to publish nothing. Zero copy.
+/// `write(user, slot, capacity)` once (`capacity` is the slot size), which returns the
+/// message length (at most `capacity`) or a negative value to publish nothing. Zero copy.
 ///
 /// # Safety
 /// `handle` is a live handle (or null); `write` follows [`CstWriteFn`]'s contract.
@@ -62,26 +62,55 @@ pub unsafe extern "C" fn cst_send_with(
     user: *mut c_void,
     timeout_us: i64,
 ) -> CstStatus {
+    // SAFETY: per the contract; capacity 0 means the slot size.
+    unsafe { cst_send_with_capacity(handle, 0, write, user, timeout_us) }
+}
+
+/// Like [`cst_send_with`], for a message of up to `capacity` bytes (0: the slot size), of
+/// any size up to `cst_max_message_len`: `write` gets `capacity` contiguous bytes in the
+/// ring (over several slots when `capacity` exceeds the slot size). A `capacity` above the
+/// largest message is `CST_MESSAGE_TOO_LARGE`, and nothing is written or sent.
+///
+/// # Safety
+/// `handle` is a live handle (or null); `write` follows [`CstWriteFn`]'s contract.
+#[no_mangle]
+pub unsafe extern "C" fn cst_send_with_capacity(
+    handle: *const CstTransport,
+    capacity: usize,
+    write: CstWriteFn,
+    user: *mut c_void,
+    timeout_us: i64,
+) -> CstStatus {
     guard(|| {
         // SAFETY: per the contract.
         let h = unsafe { handle_arg(handle) }?;
         let write = write.ok_or_else(|| Failure::null("write"))?;
+        let capacity = if capacity == 0 {
+            h.control.slot_size()
+        } else {
+            capacity
+        };
         // SAFETY: one send-side call at a time per handle (the C contract).
-        unsafe { send_half(h) }.send_with(timeout_from_us(timeout_us), |slot: &mut [u8]| {
-            // SAFETY: `slot` is writable for `slot.len()` bytes during the call.
-            let n = unsafe { write(user, slot.as_mut_ptr(), slot.len()) };
-            match usize::try_from(n) {
-                Ok(n) if n <= slot.len() => Ok(n),
-                Ok(n) => Err(Failure::new(
-                    CST_INVALID_ARGUMENT,
-                    format!("the writer returned {n} bytes for a slot of {}", slot.len()),
-                )),
-                Err(_) => Err(Failure::new(
-                    CST_CALLBACK_FAILED,
-                    format!("the writer gave up (returned {n}); nothing was sent"),
-                )),
-            }
-        })
+        let sender = unsafe { send_half(h) };
+        sender.send_with_capacity(
+            capacity,
+            timeout_from_us(timeout_us),
+            |slot: &mut [u8]| {
+                // SAFETY: `slot` is writable for `slot.len()` bytes during the call.
+                let n = unsafe { write(user, slot.as_mut_ptr(), slot.len()) };
+                match usize::try_from(n) {
+                    Ok(n) if n <= slot.len() => Ok(n),
+                    Ok(n) => Err(Failure::new(
+                        CST_INVALID_ARGUMENT,
+                        format!("the writer returned {n} bytes for a slot of {}", slot.len()),
+                    )),
+                    Err(_) => Err(Failure::new(
+                        CST_CALLBACK_FAILED,
+                        format!("the writer gave up (returned {n}); nothing was sent"),
+                    )),
+                }
+            },
+        )
     })
 }
 

@@ -23,7 +23,7 @@
 //! cst_close(&a);                                         /* sets a to NULL */
 //! ```
 //!
-//! Threads: one thread at a time may make send-side calls (`cst_send`, `cst_send_with`,
+//! Threads: one thread at a time may make send-side calls (`cst_send`, `cst_send_with`, `cst_send_with_capacity`,
 //! `cst_max_message_len`) and one at a time receive-side calls (`cst_recv`,
 //! `cst_recv_borrow`, `cst_recv_release`) on a handle; settings and stats calls may come
 //! from any thread; `cst_close` only when no other call on the handle runs.
@@ -39,7 +39,10 @@ mod settings;
 mod status;
 
 pub use handle::{cst_close, cst_create, cst_open, CstTransport};
-pub use io::{cst_recv, cst_recv_borrow, cst_recv_release, cst_send, cst_send_with, CstWriteFn};
+pub use io::{
+    cst_recv, cst_recv_borrow, cst_recv_release, cst_send, cst_send_with, cst_send_with_capacity,
+    CstWriteFn,
+};
 pub use options::{cst_options_default, CstOptions, CstReceiveFn, CstTrust, CstWaitMode};
 pub use settings::{
     cst_callback_failures, cst_info, cst_list, cst_max_message_len, cst_peer_state, cst_poll_us,

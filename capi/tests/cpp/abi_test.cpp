@@ -119,7 +119,7 @@ void lengthsBorrowsAndClose() {
   size_t max = 0;
   CHECK_STATUS(cst_max_message_len(a, &max), CST_OK, "");
   std::vector<uint8_t> big(max + 1, 7);
-  CHECK_STATUS(cst_send(a, big.data(), big.size(), 0), CST_MESSAGE_TOO_LARGE, "does not fit");
+  CHECK_STATUS(cst_send(a, big.data(), big.size(), 0), CST_MESSAGE_TOO_LARGE, "largest message");
   CHECK_STATUS(cst_send(a, nullptr, 5, 0), CST_NULL_POINTER, "data");
   CHECK_STATUS(cst_send(a, big.data(), 40, 100000), CST_OK, "");
   uint8_t small[8];
@@ -281,9 +281,20 @@ void capnpInPlace() {
     CHECK(reinterpret_cast<const uint8_t*>(r.getSegment(0).begin()) > g.data());  // in the slot
   }
   g.release();
-  // Too large for a slot: refused before anything is written.
+  // Larger than a slot: written over consecutive slots, read in place as one message.
+  {
+    capnp::MallocMessageBuilder large;
+    std::vector<uint8_t> kib(1000, 9);
+    large.initRoot<Sample>().setPayload(kj::arrayPtr(kib.data(), kib.size()));
+    CHECK(sendMessage(a, large, milliseconds(100)));
+    CHECK(b.recvInPlace(g, milliseconds(1000)));
+    capnp::FlatArrayMessageReader r(words(g));
+    CHECK(r.getRoot<Sample>().getPayload().size() == 1000);
+    g.release();
+  }
+  // Too large for the ring: refused before anything is written.
   capnp::MallocMessageBuilder huge;
-  std::vector<uint8_t> lots(1000);
+  std::vector<uint8_t> lots(a.maxMessageLen());
   huge.initRoot<Sample>().setPayload(kj::arrayPtr(lots.data(), lots.size()));
   CHECK(sendMessage(a, huge, milliseconds(0)).is(Errc::message_too_large));
   // Garbage in a slot: the reader throws, nothing crashes.
