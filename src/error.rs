@@ -30,6 +30,11 @@ pub enum Error {
     #[error("the peer process died")]
     PeerDead,
 
+    /// A board's writer process died without closing it (its owner lock was released by
+    /// the kernel). The values it completed stay readable.
+    #[error("the board's writer process died")]
+    WriterDead,
+
     /// The peer is gone and side B is re-attaching to a restarted side A (returned at once
     /// with [`OnDisconnect::Fail`](crate::OnDisconnect::Fail), or when a call's own timeout
     /// ends during the reconnection).
@@ -236,6 +241,17 @@ pub enum Corruption {
         mapped: usize,
         /// The object's size when the truncation was reported.
         size: u64,
+    },
+    /// A board slot's sequence lock word or timestamp breaks the board protocol (a stable
+    /// value in the wrong slot, a published value missing, stamps going backwards).
+    #[error("board value {seq}: found {found} ({why})")]
+    BoardSlot {
+        /// The sequence number that was being read.
+        seq: u64,
+        /// The offending value (a sequence number or a timestamp).
+        found: u64,
+        /// Which rule it breaks.
+        why: &'static str,
     },
     /// A published slot claims a length above the slot size.
     #[error("slot length {len} exceeds the slot size {slot_size}")]
