@@ -140,10 +140,11 @@ impl BoardReader {
             spins = spins.wrapping_add(1);
             if spins == 1 || now.duration_since(checked) >= LIVENESS_PERIOD {
                 checked = now;
-                self.check_writer()?;
-                // A value published just before the writer closed is still news.
-                if protocol::newest(&words) > seen {
-                    continue;
+                if let Err(gone) = self.check_writer() {
+                    // A value published before the close (or death) is still news: the
+                    // Acquire load of `closed` makes the last `head` visible here.
+                    let head = protocol::newest(&words);
+                    return if head > seen { Ok(head) } else { Err(gone) };
                 }
             }
             let elapsed = now.duration_since(start);
