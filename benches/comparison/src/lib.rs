@@ -12,6 +12,7 @@
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 mod baselines;
+mod board;
 mod echo;
 mod peer;
 mod report;
@@ -178,6 +179,7 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
         stream: vec![Vec::new(); STREAMS.len()],
         large: Vec::new(),
         memcpy: Vec::new(),
+        board: board::BoardSamples::default(),
     };
     for round in 0..plan.rounds {
         for ((kind, measure), out) in RTT.iter().zip(&mut s.rtt) {
@@ -191,6 +193,7 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
         }
         s.large
             .push(stream::large(&plan, &format!("large-{round}"))?);
+        board::measure(&plan, round, &mut s.board)?;
         eprintln!(
             "round {}/{} done ({:.1} s)",
             round + 1,
