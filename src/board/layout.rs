@@ -67,6 +67,32 @@ pub(crate) struct ReaderBlock {
 }
 
 const _: () = assert!(std::mem::size_of::<BoardHeader>() == HEADER_SIZE);
+// Every offset docs/LAYOUT.md ("Board segment") gives, checked at compile time.
+const _: () = {
+    use std::mem::offset_of;
+    assert!(offset_of!(BoardHeader, identity) == 0);
+    assert!(offset_of!(Identity, magic) == 0);
+    assert!(offset_of!(Identity, version) == 8);
+    assert!(offset_of!(Identity, ready) == 12);
+    assert!(offset_of!(Identity, value_size) == 16);
+    assert!(offset_of!(Identity, history) == 24);
+    assert!(offset_of!(Identity, slot_count) == 32);
+    assert!(offset_of!(Identity, slot_stride) == 40);
+    assert!(offset_of!(Identity, data_offset) == 48);
+    assert!(offset_of!(Identity, segment_len) == 56);
+    assert!(offset_of!(BoardHeader, writer) == 128);
+    assert!(offset_of!(WriterBlock, head) == 0);
+    assert!(offset_of!(WriterBlock, notify) == 8);
+    assert!(offset_of!(WriterBlock, closed) == 12);
+    assert!(offset_of!(WriterBlock, pid) == 16);
+    assert!(offset_of!(WriterBlock, start_time) == 24);
+    assert!(offset_of!(WriterBlock, pid_ns) == 32);
+    assert!(offset_of!(BoardHeader, readers) == 256);
+    assert!(offset_of!(ReaderBlock, waiters) == 0);
+    assert!(offset_of!(SlotHeader, lock) == 0);
+    assert!(offset_of!(SlotHeader, stamp) == 8);
+    assert!(offset_of!(SlotHeader, len) == 16);
+};
 const _: () = assert!(std::mem::size_of::<SlotHeader>() == SLOT_HEADER_SIZE);
 
 /// A board's shape: what the creator chose, and what a validated header says.

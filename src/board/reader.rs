@@ -129,16 +129,21 @@ impl BoardReader {
     pub fn wait_newer(&mut self, seen: u64, timeout: Duration) -> Result<u64> {
         let words = self.map.words();
         let start = Instant::now();
-        let mut checked = start;
+        let (mut now, mut checked) = (start, start);
         let mut spins = 0u32;
         loop {
             let head = protocol::newest(&words);
             if head > seen {
                 return Ok(head);
             }
-            let now = if spins % 64 == 0 { Instant::now() } else { checked };
+            if spins % 64 == 0 {
+                now = Instant::now();
+            }
             spins = spins.wrapping_add(1);
-            if spins == 1 || now.duration_since(checked) >= LIVENESS_PERIOD {
+            let elapsed = now.duration_since(start);
+            // The writer's state costs a system call: asked once a period, and before
+            // reporting a timeout (a dead writer is not a timeout).
+            if elapsed >= timeout || now.duration_since(checked) >= LIVENESS_PERIOD {
                 checked = now;
                 if let Err(gone) = self.check_writer() {
                     // A value published before the close (or death) is still news: the
@@ -147,7 +152,6 @@ impl BoardReader {
                     return if head > seen { Ok(head) } else { Err(gone) };
                 }
             }
-            let elapsed = now.duration_since(start);
             if elapsed >= timeout {
                 return Err(Error::Timeout { full: false });
             }

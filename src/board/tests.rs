@@ -11,6 +11,14 @@ use super::*;
 use crate::error::{Corruption, Error};
 use crate::sync::Ordering;
 
+/// Held by the tests that leave a stale board behind or remove every stale board, so
+/// one's `remove_stale_boards` never takes another's board from under it.
+static STALE_BOARDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn stale_boards() -> std::sync::MutexGuard<'static, ()> {
+    STALE_BOARDS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A unique board name, removed on drop.
 struct Name(String);
 
@@ -74,6 +82,7 @@ fn bad_builder_arguments_are_refused() {
 
 #[test]
 fn a_second_writer_is_refused_and_a_dead_ones_board_replaced() {
+    let _serial = stale_boards();
     let name = Name::new("second");
     let w = Board::builder(&name.0).create().unwrap();
     assert!(matches!(Board::builder(&name.0).create(), Err(Error::SideInUse { .. })));
@@ -142,6 +151,7 @@ fn wait_newer_in_each_mode_and_on_close() {
 
 #[test]
 fn a_dead_writer_is_reported() {
+    let _serial = stale_boards();
     let name = Name::new("dead");
     let (w, mut r) = pair(&name, 8, 1);
     assert_eq!(r.writer_state(), WriterState::Alive);
@@ -170,6 +180,7 @@ fn latest_if_fresh() {
 
 #[test]
 fn inspect_and_list_know_boards() {
+    let _serial = stale_boards();
     let name = Name::new("inspect");
     let (mut w, _r) = pair(&name, 100, 8);
     w.publish(b"x").unwrap();
