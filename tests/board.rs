@@ -24,6 +24,7 @@ fn child_process_entry() {
     match role.as_str() {
         "full-speed" => full_speed(&name),
         "stuck-mid-write" => stuck_mid_write(&name),
+        "block-reader" => block_reader(&name),
         other => panic!("unknown role {other}"),
     }
 }
@@ -86,6 +87,71 @@ fn stuck_mid_write(name: &str) {
         read_stdin_line(); // killed here
         VALUE
     });
+}
+
+/// Waits (block mode) for each newer value until the writer closes, checking each one;
+/// prints how many it read and the last sequence number.
+fn block_reader(name: &str) {
+    let mut reader = Board::builder(name)
+        .wait(BoardWait::Block)
+        .open(Duration::from_secs(30))
+        .unwrap();
+    say("opened");
+    let (mut seen, mut reads) = (0u64, 0u64);
+    let mut buf = Vec::new();
+    loop {
+        match reader.wait_newer(seen, Duration::from_secs(30)) {
+            Ok(_) => {}
+            Err(Error::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+        let stamp = reader.latest(&mut buf).unwrap().unwrap();
+        assert_eq!(
+            &buf[..],
+            &value(stamp.sequence)[..],
+            "torn value {}",
+            stamp.sequence
+        );
+        assert!(stamp.sequence > seen);
+        (seen, reads) = (stamp.sequence, reads + 1);
+    }
+    common::peer::say_value("done", &format!("{reads} {seen}"));
+}
+
+/// Several reader processes asleep on the board's futex at once: each publish wakes them
+/// all (the waiter count), each sees the last value, and the close ends every wait.
+#[test]
+fn several_blocked_readers_are_all_woken_and_see_the_last_value() {
+    const VALUES: u64 = 2_000;
+    let name = TestName::new("board-readers");
+    let mut writer = Board::builder(&name)
+        .value_size(VALUE)
+        .history(4)
+        .create()
+        .unwrap();
+    let mut readers: Vec<Peer> = (0..3).map(|_| Peer::spawn("block-reader", &name)).collect();
+    for r in &mut readers {
+        r.expect_line("opened");
+    }
+    for seq in 1..=VALUES {
+        writer.publish(&value(seq)).unwrap();
+        if seq % 100 == 0 {
+            // Let the readers fall asleep now and then, so the futex path is taken.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    drop(writer);
+    for mut r in readers {
+        let done = r.expect_value("done");
+        let (reads, last) = done.split_once(' ').unwrap();
+        assert_eq!(
+            last.parse::<u64>().unwrap(),
+            VALUES,
+            "a reader missed the last value"
+        );
+        assert!(reads.parse::<u64>().unwrap() >= 1);
+        r.finish();
+    }
 }
 
 #[test]
