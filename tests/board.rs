@@ -160,6 +160,7 @@ fn ten_million_reads_against_a_full_speed_writer_are_never_torn() {
     let mut peer = Peer::spawn("full-speed", &name);
     peer.expect_line("created");
     let mut reader = Board::builder(&name).open(Duration::from_secs(30)).unwrap();
+    reader.wait_newer(0, Duration::from_secs(30)).unwrap();
     let mut buf = Vec::new();
     let (mut distinct, mut last) = (0u64, 0u64);
     for _ in 0..READS {
