@@ -20,13 +20,16 @@ pub(crate) struct BoardSamples {
     pub write_64: Vec<f64>,
     pub closest_64: Vec<f64>,
     pub rtt_64: Vec<f64>,
+    /// Per round: the share of `read_64`'s reads that found a newer value than the read
+    /// before (near 0 when the writer did not run alongside: the reads were uncontended).
+    pub read_64_new: Vec<f64>,
     pub cycle_1m: Vec<f64>,
 }
 
 /// Measures one round of every board row.
 pub(crate) fn measure(plan: &Plan, round: usize, s: &mut BoardSamples) -> Result<(), Error> {
     let name = |row: &str| channel_name(&format!("board-{row}-{round}"));
-    read_64(plan, &name("r"), &mut s.read_64)?;
+    read_64(plan, &name("r"), &mut s.read_64, &mut s.read_64_new)?;
     write_64(plan, &name("w"), &mut s.write_64)?;
     closest_64(plan, &name("c"), &mut s.closest_64)?;
     cycle_1m(plan, &name("m"), &mut s.cycle_1m)?;
@@ -35,17 +38,20 @@ pub(crate) fn measure(plan: &Plan, round: usize, s: &mut BoardSamples) -> Result
 }
 
 /// `latest()` of a 64-byte value while the peer publishes as fast as it can.
-fn read_64(plan: &Plan, name: &str, out: &mut Vec<f64>) -> Result<(), Error> {
+fn read_64(plan: &Plan, name: &str, out: &mut Vec<f64>, new: &mut Vec<f64>) -> Result<(), Error> {
     let stop =
         Mapping::create(&format!("{name}-stop"), base::FLOOR_LEN).map_err(|e| err("shm", e))?;
     let peer = Peer::spawn(Role::BoardWriter, name, false)?;
     let mut reader = Board::builder(name).open(WAIT)?;
     reader.wait_newer(0, WAIT)?;
     let mut buf = Vec::with_capacity(64);
+    let (mut last, mut reads, mut newer) = (0u64, 0u64, 0u64);
     let timed = time_batches(out, plan.batches, plan.fast_batch, |_| {
-        reader.latest(&mut buf)?;
+        let seq = reader.latest(&mut buf)?.map_or(0, |s| s.sequence);
+        (reads, newer, last) = (reads + 1, newer + u64::from(seq != last), seq);
         Ok(())
     });
+    new.push(newer as f64 / reads.max(1) as f64);
     stop.u64_at(0).store(base::STOP, Ordering::Release);
     peer.finish();
     timed

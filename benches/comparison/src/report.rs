@@ -94,6 +94,7 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
     let (b_read, b_write) = (median(&mut b.read_64), median(&mut b.write_64));
     let (b_closest, b_cycle) = (median(&mut b.closest_64), median(&mut b.cycle_1m));
     let b_rtt = median(&mut b.rtt_64);
+    let b_new = median(&mut b.read_64_new);
     // The floor's one-way cost: half its round trip.
     let floor_one_way = by("floor").map(|f| f / 2.0);
     json!({
@@ -124,6 +125,7 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
             "board_read_64_over_floor_one_way": ratio(b_read, floor_one_way),
             "board_write_64_over_floor_one_way": ratio(b_write, floor_one_way),
             "board_rtt_64_over_floor": ratio(b_rtt, by("floor")),
+            "board_read_64_new_share": ratio(b_new, Some(1.0)),
             "board_cycle_1m_of_memcpy": ratio(b_cycle, memcpy),
         },
     })
