@@ -62,6 +62,9 @@ impl std::fmt::Debug for BoardReader {
 pub(super) fn open(builder: &BoardBuilder, timeout: Duration) -> Result<BoardReader> {
     segment::validate_name(&builder.name)?;
     let seg_name = super::segment_name(&builder.name);
+    // The SIGBUS guard: a board truncated under our mapping reads as zeros and is reported
+    // as `Corrupt(Truncated)` instead of killing the process.
+    crate::sigbus::install();
     let start = Instant::now();
     loop {
         if let Some(segment) = Segment::open(&seg_name)? {
@@ -242,7 +245,7 @@ pub(super) fn latest_by(map: &BoardMap, mut copy: impl FnMut(u64, usize)) -> Res
     let mut busy = 0u32;
     loop {
         if head == 0 {
-            return Ok(None);
+            return nothing_yet(map);
         }
         if let Found::Value(stamp) = read_by(map, head, &mut copy)? {
             return Ok(Some(stamp));
@@ -270,8 +273,23 @@ pub(super) fn latest_by(map: &BoardMap, mut copy: impl FnMut(u64, usize)) -> Res
 #[inline]
 fn read_by(map: &BoardMap, seq: u64, mut copy: impl FnMut(u64, usize)) -> Result<Found> {
     let geometry = map.geometry();
-    let read = protocol::read_slot(map.slot(seq), geometry.value_size, |len| copy(seq, len))?;
-    classify(read, seq, geometry.slot_count).map_err(Error::from)
+    protocol::read_slot(map.slot(seq), geometry.value_size, |len| copy(seq, len))
+        .and_then(|read| classify(read, seq, geometry.slot_count))
+        .map_err(|bad| truncation(map).unwrap_or(bad.into()))
+}
+
+/// `Corrupt(Truncated)` when the board's object was shrunk under the mapping (bytes past
+/// its new end read as zeros: the SIGBUS guard zero-fills pages past it, the kernel the
+/// rest of the last page). A cold-path check (an `fstat` unless the guard marked it),
+/// made where zeros would otherwise read as corruption or as "nothing published yet".
+fn truncation(map: &BoardMap) -> Option<Error> {
+    map.segment().truncation().map(Error::from)
+}
+
+/// `Ok(None)` for "nothing published yet" (`head` 0), unless the segment was truncated
+/// (its `head` then reads 0 too): one `fstat`, paid only before the first publish.
+fn nothing_yet(map: &BoardMap) -> Result<Option<Stamp>> {
+    truncation(map).map_or(Ok(None), Err)
 }
 
 /// What reading a published value found.

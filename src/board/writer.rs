@@ -55,6 +55,7 @@ pub(super) fn create(builder: &BoardBuilder) -> Result<BoardWriter> {
         Error::invalid(what, format!("{why} (value_size {}, history {})", builder.value_size, builder.history))
     })?;
     let seg_name = super::segment_name(&builder.name);
+    crate::sigbus::install(); // see `reader::open`
     let segment = Arc::new(create_segment(&builder.name, &seg_name, geometry.segment_len())?);
     let map = BoardMap::new(segment, geometry);
     let me = ProcessIdentity::current();
