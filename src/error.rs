@@ -84,7 +84,7 @@ pub enum Error {
     SideInUse {
         /// The channel name.
         name: String,
-        /// `"A"` or `"B"`.
+        /// `"A"` or `"B"` (`"writer"` for a board).
         side: &'static str,
         /// The owner's process id as recorded in its header (not trusted: information only).
         pid: u32,
