@@ -39,13 +39,18 @@ impl BoardWriter {
             });
         }
         let mut written = Ok(());
-        let seq = self.publish_with(|buf| {
+        let published = self.publish_with(|buf| {
             let mut out = &mut buf[..len];
             written = capnp::serialize::write_message_segments(&mut out, &segments);
-            len
-        })?;
+            // A framing failure publishes nothing: a length past the payload aborts.
+            if written.is_ok() {
+                len
+            } else {
+                usize::MAX
+            }
+        });
         written.map_err(Error::Encode)?;
-        Ok(seq)
+        published
     }
 }
 
