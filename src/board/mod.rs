@@ -78,7 +78,16 @@ not_under_loom! {
         (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
     }
 
-    /// Entry point: [`Board::builder`].
+    /// Entry point: [`Board::builder`], then [`BoardBuilder::create`] (the writer) or
+    /// [`BoardBuilder::open`] (a reader).
+    ///
+    /// ```
+    /// use capnp_shm_transport::board::Board;
+    /// # let name = format!("doc-board-entry-{}", std::process::id());
+    /// let writer = Board::builder(&name).value_size(128).history(1).create()?;
+    /// assert_eq!(writer.max_value_len(), 128);
+    /// # Ok::<(), capnp_shm_transport::Error>(())
+    /// ```
     #[derive(Debug)]
     pub struct Board;
 
