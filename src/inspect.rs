@@ -193,7 +193,7 @@ fn segment_names() -> Result<Vec<String>> {
 
 /// Whether any process whose memory map we may read maps a `/dev/shm` object with one of
 /// these inodes.
-fn mapped_by_any_process(inodes: &[u64]) -> bool {
+pub(crate) fn mapped_by_any_process(inodes: &[u64]) -> bool {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return false;
     };

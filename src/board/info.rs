@@ -74,9 +74,11 @@ pub fn inspect_board(name: &str) -> Result<BoardInfo> {
     })
 }
 
-/// Whether board `name` is stale: its segment is ours and no live writer holds its
-/// owner lock (the writer takes it before sizing the segment, so a half-created board
-/// of a live writer is never stale). `false` when it does not exist.
+/// Whether board `name` is stale: its segment is ours, no live writer holds its owner
+/// lock, and either its header is complete (its writer closed or died) or, not ready, it
+/// is over a second old and no process maps it (a creator takes the lock a moment after
+/// creating the object: a board that young is never judged). `false` when it does not
+/// exist.
 pub fn board_is_stale(name: &str) -> Result<bool> {
     Ok(stale_object(name)?.is_some())
 }
@@ -113,5 +115,23 @@ fn stale_object(name: &str) -> Result<Option<Object>> {
     if object.check_ours(&seg_name).is_err() || object.lock_held() {
         return Ok(None);
     }
+    // A board a writer finished creating, whose writer is gone: stale.
+    if inspect_board(name).is_ok() {
+        return Ok(Some(object));
+    }
+    // Not ready (or unreadable): a creator may be between creating the object and taking
+    // its lock, a window in which the lock is free too. Such a board is stale only once
+    // it is older than `UNREADY_GRACE` and no process maps it.
+    let young = std::fs::metadata(segment::path_of(&seg_name))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_none_or(|age| age < UNREADY_GRACE);
+    if young || crate::inspect::mapped_by_any_process(&[object.inode()]) {
+        return Ok(None);
+    }
     Ok(Some(object))
 }
+
+/// How old a board that is not ready must be before `remove --stale` may judge it stale.
+const UNREADY_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
