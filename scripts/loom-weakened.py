@@ -31,6 +31,10 @@ MUTANTS = [
      "SYNC POINT with the Acquire load of `tail`", "Ordering::Release", "Ordering::Relaxed"),
     ("tail load", "src/ring/producer.rs",
      "SYNC POINT with the Release store of `tail`", "Ordering::Acquire", "Ordering::Relaxed"),
+    ("board slot lock store", "src/board/protocol.rs",
+     "SYNC POINT with the Acquire load of the lock word in `read_slot`", "Ordering::Release", "Ordering::Relaxed"),
+    ("board reader's fence", "src/board/protocol.rs",
+     "SYNC POINT with the Release fence in `begin_write`", "Ordering::Acquire", "Ordering::Release"),
 ]
 
 

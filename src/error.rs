@@ -30,6 +30,11 @@ pub enum Error {
     #[error("the peer process died")]
     PeerDead,
 
+    /// A board's writer process died without closing it (its owner lock was released by
+    /// the kernel). The values it completed stay readable.
+    #[error("the board's writer process died")]
+    WriterDead,
+
     /// The peer is gone and side B is re-attaching to a restarted side A (returned at once
     /// with [`OnDisconnect::Fail`](crate::OnDisconnect::Fail), or when a call's own timeout
     /// ends during the reconnection).
@@ -41,8 +46,8 @@ pub enum Error {
     GaveUp,
 
     /// A message is longer than the largest the ring carries (`max_message_len()`: about
-    /// `slot_count * slot_stride`, see README "Messages larger than a slot"). Nothing was
-    /// published.
+    /// `slot_count * slot_stride`, see README "Messages larger than a slot"), or a board
+    /// value longer than the board's value size. Nothing was published.
     #[error("message of {len} bytes exceeds the ring's largest message of {max_len} bytes")]
     MessageTooLarge {
         /// Length of the rejected message in bytes.
@@ -81,7 +86,7 @@ pub enum Error {
     SideInUse {
         /// The channel name.
         name: String,
-        /// `"A"` or `"B"`.
+        /// `"A"` or `"B"` (`"writer"` for a board).
         side: &'static str,
         /// The owner's process id as recorded in its header (not trusted: information only).
         pid: u32,
@@ -238,6 +243,17 @@ pub enum Corruption {
         mapped: usize,
         /// The object's size when the truncation was reported.
         size: u64,
+    },
+    /// A board slot's sequence lock word or timestamp breaks the board protocol (a stable
+    /// value in the wrong slot, a published value missing, stamps going backwards).
+    #[error("board value {seq}: found {found} ({why})")]
+    BoardSlot {
+        /// The sequence number that was being read.
+        seq: u64,
+        /// The offending value (a sequence number or a timestamp).
+        found: u64,
+        /// Which rule it breaks.
+        why: &'static str,
     },
     /// A published slot claims a length above the longest message the ring carries.
     #[error("slot length {len} exceeds the ring's largest message of {slot_size} bytes")]

@@ -10,6 +10,10 @@ use crate::wait::WaitMode;
 
 pub use crate::ring_info::RingInfo;
 
+// Boards (the latest-value channels) are looked at with their own functions, re-exported
+// here beside the channels' (the demo's `list`, `inspect` and `remove --stale` use both).
+pub use crate::board::{board_is_stale, inspect_board, list_boards, remove_stale_boards, BoardInfo};
+
 /// One channel's headers, validated like an open would, read without attaching.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelInfo {
@@ -189,7 +193,7 @@ fn segment_names() -> Result<Vec<String>> {
 
 /// Whether any process whose memory map we may read maps a `/dev/shm` object with one of
 /// these inodes.
-fn mapped_by_any_process(inodes: &[u64]) -> bool {
+pub(crate) fn mapped_by_any_process(inodes: &[u64]) -> bool {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return false;
     };

@@ -56,6 +56,7 @@ macro_rules! not_under_loom {
     ($($item:item)*) => { $( #[cfg(not(loom))] $item )* };
 }
 
+pub mod board;
 mod error;
 mod ring;
 mod sync;

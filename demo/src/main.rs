@@ -4,6 +4,7 @@
 //! `capnp-shm-demo run` creates side A, starts side B as a child process of this binary,
 //! lets both send `Sample` messages for a few seconds and prints one report for both.
 
+mod board;
 mod pacing;
 mod report;
 mod side;
@@ -60,14 +61,20 @@ enum Cmd {
         #[arg(required = true, num_args = 2.., allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// List the channels in /dev/shm.
+    /// A latest-value board: a writer here publishing at a pace, a reader as a child
+    /// process reporting freshness and skipped values.
+    Board(BoardCli),
+    /// The reader of `board` (internal).
+    #[command(hide = true)]
+    BoardReader(BoardCli),
+    /// List the channels and boards in /dev/shm.
     List,
-    /// Print one channel's headers.
+    /// Print one channel's (or board's) headers.
     Inspect {
         /// Channel name.
         name: String,
     },
-    /// Remove a channel's segments, or every stale channel.
+    /// Remove a channel's segments (or a board's), or every stale channel and board.
     Remove {
         /// Channel name.
         #[arg(required_unless_present = "stale", conflicts_with = "stale")]
@@ -76,6 +83,45 @@ enum Cmd {
         #[arg(long)]
         stale: bool,
     },
+}
+
+#[derive(Args, Clone)]
+struct BoardCli {
+    /// Board name (default: one per run).
+    #[arg(long)]
+    name: Option<String>,
+    /// How long the writer publishes, in seconds.
+    #[arg(long, default_value_t = 2.0, value_parser = positive_seconds)]
+    seconds: f64,
+    /// `burst` (as fast as it can), or a period such as `1ms` or `100us`.
+    #[arg(long, default_value = "1ms", value_parser = pacing::parse_pace)]
+    pace: pacing::Pace,
+    /// The board's value size in bytes.
+    #[arg(long, default_value_t = 128)]
+    value_size: usize,
+    /// Values kept in the history (a power of two).
+    #[arg(long, default_value_t = 16)]
+    history: usize,
+    /// How the reader waits for the next value.
+    #[arg(long, value_enum, default_value = "block")]
+    wait: Wait,
+    /// One JSON object as the last line on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BoardCli {
+    fn args(self) -> board::BoardArgs {
+        board::BoardArgs {
+            name: self.name,
+            seconds: self.seconds,
+            pace: self.pace,
+            value_size: self.value_size,
+            history: self.history,
+            wait: self.wait,
+            json: self.json,
+        }
+    }
 }
 
 /// How a side waits when idle.
@@ -202,6 +248,8 @@ fn main() -> ExitCode {
             capnp_shm_comparison::run(quick, json, peers).map_err(bench_error)
         }
         Cmd::BenchPeer { args } => capnp_shm_comparison::peer(&args).map_err(bench_error),
+        Cmd::Board(args) => board::run(&args.args()),
+        Cmd::BoardReader(args) => board::read(&args.args()),
         Cmd::List => tools::list(),
         Cmd::Inspect { name } => tools::inspect(&name),
         Cmd::Remove { name, stale } => tools::remove(name.as_deref(), stale),

@@ -1,5 +1,6 @@
-//! `list`, `inspect` and `remove`: looking at channels without attaching to them.
+//! `list`, `inspect` and `remove`: looking at channels and boards without attaching to them.
 
+use capnp_shm_transport::board::{inspect_board, list_boards, remove_board, remove_stale_boards};
 use capnp_shm_transport::inspect::{
     channel_is_stale, inspect_channel, list_channels, remove_stale_channels, ChannelInfo, RingInfo,
 };
@@ -16,6 +17,7 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 pub fn list() -> Result<(), DemoError> {
+    list_board_lines()?;
     let names = list_channels()?;
     if names.is_empty() {
         println!("no channels in /dev/shm");
@@ -45,6 +47,24 @@ pub fn list() -> Result<(), DemoError> {
     Ok(())
 }
 
+/// One line per board (none when there is none).
+fn list_board_lines() -> Result<(), DemoError> {
+    for name in list_boards()? {
+        match inspect_board(&name) {
+            Ok(info) => println!(
+                "board {name}: value size {}, history {}, newest {}, writer {:?} (pid {})",
+                info.geometry.value_size,
+                info.geometry.history,
+                info.newest,
+                info.writer,
+                info.writer_pid
+            ),
+            Err(e) => println!("board {name}: unreadable: {e}"),
+        }
+    }
+    Ok(())
+}
+
 fn ring(label: &str, r: &RingInfo) {
     println!(
         "  {label}: head {} tail {} used {} | messages sent {} received {} | bytes sent {} received {} | producer pid {} consumer pid {}",
@@ -53,6 +73,22 @@ fn ring(label: &str, r: &RingInfo) {
 }
 
 pub fn inspect(name: &str) -> Result<(), DemoError> {
+    if list_boards()?.iter().any(|b| b == name) && !list_channels()?.iter().any(|c| c == name) {
+        let info = inspect_board(name)?;
+        println!("board {name}");
+        println!(
+            "  value size {}, history {} ({} slots of stride {})",
+            info.geometry.value_size,
+            info.geometry.history,
+            info.geometry.slot_count,
+            info.geometry.slot_stride
+        );
+        println!(
+            "  newest value {}, writer {:?} (pid {}), waiting readers {}",
+            info.newest, info.writer, info.writer_pid, info.waiters
+        );
+        return Ok(());
+    }
     let info: ChannelInfo = inspect_channel(name)?;
     println!("channel {name}");
     println!(
@@ -84,7 +120,12 @@ pub fn inspect(name: &str) -> Result<(), DemoError> {
 
 pub fn remove(name: Option<&str>, stale: bool) -> Result<(), DemoError> {
     if stale {
-        let removed = remove_stale_channels()?;
+        let mut removed = remove_stale_channels()?;
+        removed.extend(
+            remove_stale_boards()?
+                .into_iter()
+                .map(|b| format!("board {b}")),
+        );
         println!(
             "removed {} stale channel(s){}",
             removed.len(),
@@ -97,7 +138,7 @@ pub fn remove(name: Option<&str>, stale: bool) -> Result<(), DemoError> {
         return Ok(());
     }
     let name = name.expect("clap requires a name without --stale");
-    if remove_channel(name)? {
+    if remove_channel(name)? | remove_board(name)? {
         println!("removed {name}");
         Ok(())
     } else {

@@ -37,6 +37,7 @@ impl std::ops::Deref for TestName {
 impl Drop for TestName {
     fn drop(&mut self) {
         let _ = capnp_shm_transport::remove_channel(&self.0);
+        let _ = capnp_shm_transport::board::remove_board(&self.0);
     }
 }
 

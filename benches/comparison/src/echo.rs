@@ -34,6 +34,9 @@ pub(crate) fn run(role: Role, name: &str) -> Result<(), Error> {
         Role::StreamUntrusted { n } => stream(name, n, Trust::Untrusted),
         Role::Large { n } => large(name, n),
         Role::UdsStream { n } => uds_stream(name, n),
+        Role::BoardWriter => crate::board::writer_peer(name),
+        Role::BoardReader => crate::board::reader_peer(name),
+        Role::BoardEcho => crate::board::echo_peer(name),
     }
 }
 

@@ -12,6 +12,7 @@
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 mod baselines;
+mod board;
 mod echo;
 mod peer;
 mod report;
@@ -179,6 +180,7 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
         large: Vec::new(),
         large_in_64k: Vec::new(),
         memcpy: Vec::new(),
+        board: board::BoardSamples::default(),
     };
     for round in 0..plan.rounds {
         for ((kind, measure), out) in RTT.iter().zip(&mut s.rtt) {
@@ -198,6 +200,7 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
             64 << 10,
             128,
         )?);
+        board::measure(&plan, round, &mut s.board)?;
         eprintln!(
             "round {}/{} done ({:.1} s)",
             round + 1,

@@ -29,15 +29,30 @@ pub(crate) enum Role {
     /// [`Role::SpinCapnp`] with an untrusted-mode receiver.
     CapnpUntrusted,
     /// Consumes `n` messages of `size` bytes from the minimal ring of `slots` slots.
-    Ring { size: u64, slots: u64, n: u64 },
+    Ring {
+        size: u64,
+        slots: u64,
+        n: u64,
+    },
     /// Receives `n` messages from a channel, then acknowledges.
-    Stream { n: u64 },
+    Stream {
+        n: u64,
+    },
     /// [`Role::Stream`] with an untrusted-mode receiver.
-    StreamUntrusted { n: u64 },
+    StreamUntrusted {
+        n: u64,
+    },
     /// Receives `n` large messages, reading every word in place, then acknowledges.
-    Large { n: u64 },
+    Large {
+        n: u64,
+    },
     /// Reads `n` 64-byte messages from a Unix socket, then acknowledges.
-    UdsStream { n: u64 },
+    UdsStream {
+        n: u64,
+    },
+    BoardWriter,
+    BoardReader,
+    BoardEcho,
 }
 
 impl Role {
@@ -58,6 +73,9 @@ impl Role {
             Role::StreamUntrusted { n } => ("stream_untrusted", &[*n]),
             Role::Large { n } => ("large", &[*n]),
             Role::UdsStream { n } => ("uds-stream", &[*n]),
+            Role::BoardWriter => ("board_writer", &[]),
+            Role::BoardReader => ("board_reader", &[]),
+            Role::BoardEcho => ("board_echo", &[]),
         };
         let mut args = vec![kind.to_string(), name.to_string()];
         args.extend(numbers.iter().map(u64::to_string));
@@ -88,6 +106,9 @@ impl Role {
             ("stream_untrusted", &[n]) => Role::StreamUntrusted { n },
             ("large", &[n]) => Role::Large { n },
             ("uds-stream", &[n]) => Role::UdsStream { n },
+            ("board_writer", []) => Role::BoardWriter,
+            ("board_reader", []) => Role::BoardReader,
+            ("board_echo", []) => Role::BoardEcho,
             _ => return Err(err("unknown bench peer", args.join(" "))),
         };
         Ok((role, name.clone()))
@@ -172,6 +193,9 @@ mod tests {
             Role::Stream { n: 3 },
             Role::Large { n: 4 },
             Role::UdsStream { n: 5 },
+            Role::BoardWriter,
+            Role::BoardReader,
+            Role::BoardEcho,
         ] {
             let args = role.args("chan");
             assert_eq!(Role::parse(&args).unwrap(), (role, "chan".to_string()));

@@ -21,6 +21,8 @@ pub(crate) struct Samples {
     pub large_in_64k: Vec<f64>,
     /// Single-thread memcpy GB/s per round.
     pub memcpy: Vec<f64>,
+    /// The latest-value board's rows.
+    pub board: crate::board::BoardSamples,
 }
 
 fn median(v: &mut [f64]) -> Option<f64> {
@@ -91,6 +93,13 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
     let by = |k: &str| rtt_p50[RTT.iter().position(|(x, _)| *x == k).expect("kind")];
     let ice_p50 = median(&mut s.iceoryx2.clone());
     let ice_p99 = quantile(&mut s.iceoryx2, 0.99);
+    let b = &mut s.board;
+    let (b_read, b_write) = (median(&mut b.read_64), median(&mut b.write_64));
+    let (b_closest, b_cycle) = (median(&mut b.closest_64), median(&mut b.cycle_1m));
+    let b_rtt = median(&mut b.rtt_64);
+    let b_new = median(&mut b.read_64_new);
+    // The floor's one-way cost: half its round trip.
+    let floor_one_way = by("floor").map(|f| f / 2.0);
     json!({
         "machine": machine(),
         "rtt_ns": rtt_object(&rtt_p50, ice_p50),
@@ -104,6 +113,8 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
             "memcpy_1m": num(memcpy), "ours_1m": num(ours_1m),
             "ours_1m_in_64k_slots": num(ours_1m_in_64k),
         },
+        "board_ns": {"read_64": num(b_read), "write_64": num(b_write), "closest_64": num(b_closest), "rtt_64": num(b_rtt)},
+        "board_gb_per_sec": {"cycle_1m": num(b_cycle)},
         "ratios": {
             "spin_over_floor": ratio(by("spin"), by("floor")),
             "capnp_over_floor": ratio(by("spin_capnp"), by("floor")),
@@ -118,6 +129,11 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
             "untrusted_64_of_ours": ratio(st[7], st[1]),
             "untrusted_1k_of_ours": ratio(st[8], st[4]),
             "untrusted_64k_of_ours": ratio(st[9], st[6]),
+            "board_read_64_over_floor_one_way": ratio(b_read, floor_one_way),
+            "board_write_64_over_floor_one_way": ratio(b_write, floor_one_way),
+            "board_rtt_64_over_floor": ratio(b_rtt, by("floor")),
+            "board_read_64_new_share": ratio(b_new, Some(1.0)),
+            "board_cycle_1m_of_memcpy": ratio(b_cycle, memcpy),
         },
     })
 }
@@ -150,6 +166,15 @@ pub(crate) fn print(r: &Value, took: Duration) {
     }
     println!("\n1 MiB messages           GB/s");
     for (k, v) in r["large_gb_per_sec"].as_object().into_iter().flatten() {
+        println!("  {k:<18} {:>14.2}", v.as_f64().unwrap_or(0.0));
+    }
+    println!("\nlatest-value board       ns (GB/s for cycle_1m)");
+    for (k, v) in r["board_ns"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .chain(r["board_gb_per_sec"].as_object().into_iter().flatten())
+    {
         println!("  {k:<18} {:>14.2}", v.as_f64().unwrap_or(0.0));
     }
     println!("\nratios");
