@@ -58,10 +58,16 @@ run_fuzz() {
     cd fuzz
     cargo +nightly fuzz build -O
     for target in segment ring typed_slot untrusted_recv; do
-            work=$(mktemp -d)
+      work=$(mktemp -d)
+      # untrusted_recv spawns (and joins) a mutator thread per input; a joined thread's
+      # last frees can land after libFuzzer's per-input leak check, which then reports a
+      # leak that is not one (seen once in CI, not reproducible on the saved input). Its
+      # leaks are checked by LeakSanitizer in the ASan job (tests/untrusted.rs) instead.
+      leaks=1
+      [ "$target" = untrusted_recv ] && leaks=0
       status=0
       cargo +nightly fuzz run -O "$target" "$work" "corpus/$target" -- \
-        -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 >"$work.log" 2>&1 || status=$?
+        -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -detect_leaks=$leaks >"$work.log" 2>&1 || status=$?
       echo "$target: $(grep -E '^Done' "$work.log" | tail -n 1)"
       if [ "$status" -ne 0 ]; then
         tail -n 40 "$work.log"
