@@ -18,8 +18,8 @@ use crate::error::Result;
 use crate::sync::thread;
 use crate::wait::Backoff;
 
-/// Spin-loop hints between two checks while spinning.
-const SPINS_PER_CHECK: u32 = 64;
+/// Spin rounds between two reads of the clock while spinning.
+const SPINS_PER_CLOCK_CHECK: u32 = 64;
 
 /// What a half can do now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,15 +99,20 @@ impl<H: Half> Drop for Ready<'_, H> {
     }
 }
 
-/// The block-mode spin phase: re-check for as long as a blocking call spins.
+/// The block-mode spin phase: re-check after every spin-loop hint (as a blocking call's
+/// spin does), reading the clock every [`SPINS_PER_CLOCK_CHECK`] rounds.
 fn spin<H: Half>(half: &mut H, len: usize) -> Result<Readiness> {
     let start = Instant::now();
+    let mut spins = 0u32;
     loop {
-        for _ in 0..SPINS_PER_CHECK {
-            thread::spin_loop();
-        }
+        thread::spin_loop();
         match half.readiness(len)? {
-            Readiness::Empty if start.elapsed() < Backoff::DEFAULT.spin => {}
+            Readiness::Empty => {
+                spins = spins.wrapping_add(1);
+                if spins % SPINS_PER_CLOCK_CHECK == 0 && start.elapsed() >= Backoff::DEFAULT.spin {
+                    return Ok(Readiness::Empty);
+                }
+            }
             other => return Ok(other),
         }
     }

@@ -11,6 +11,7 @@
 
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+mod async_rtt;
 mod baselines;
 mod echo;
 mod peer;
@@ -20,6 +21,7 @@ mod stream;
 
 use std::time::{Duration, Instant};
 
+pub use async_rtt::cpu_time;
 use capnp::message::{Builder, HeapAllocator};
 use capnp_shm_transport::{remove_channel, Channel, ChannelBuilder, WaitMode};
 
@@ -41,13 +43,14 @@ type RttFn = fn(&Plan, &str, &mut Vec<f64>) -> Result<(), Error>;
 type StreamFn = fn(&Plan, usize, &str) -> Result<f64, Error>;
 
 /// The round-trip kinds, in measuring order; the names are the JSON keys.
-const RTT: [(&str, RttFn); 9] = [
+const RTT: [(&str, RttFn); 10] = [
     ("floor", rtt::floor),
     ("spin", rtt::spin),
     ("spin_capnp", rtt::spin_capnp),
     ("spin_untrusted", rtt::spin_untrusted),
     ("capnp_untrusted", rtt::capnp_untrusted),
     ("block", rtt::block),
+    ("async_block", async_rtt::async_block),
     ("futex_floor", rtt::futex_floor),
     ("uds", rtt::uds),
     ("pipe", rtt::pipe),
@@ -107,6 +110,8 @@ struct Plan {
     slow_batch: u64,
     stream_bytes: usize,
     large_messages: u64,
+    /// How long an awaiting side idles while its CPU is measured.
+    idle: Duration,
 }
 
 impl Plan {
@@ -119,6 +124,7 @@ impl Plan {
                 slow_batch: 300,
                 stream_bytes: 32 * MIB,
                 large_messages: 256,
+                idle: Duration::from_secs(2),
             }
         } else {
             Plan {
@@ -128,6 +134,7 @@ impl Plan {
                 slow_batch: 1500,
                 stream_bytes: 128 * MIB,
                 large_messages: 1024,
+                idle: Duration::from_secs(10),
             }
         }
     }
@@ -179,6 +186,7 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
         large: Vec::new(),
         large_in_64k: Vec::new(),
         memcpy: Vec::new(),
+        async_idle_cpu_pct: None,
     };
     for round in 0..plan.rounds {
         for ((kind, measure), out) in RTT.iter().zip(&mut s.rtt) {
@@ -205,6 +213,7 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
             started.elapsed().as_secs_f64()
         );
     }
+    s.async_idle_cpu_pct = Some(async_rtt::idle_cpu("idle", plan.idle)?);
     s.memcpy = (0..plan.rounds)
         .map(|_| baselines::memcpy_gb_per_sec(MIB, plan.large_messages as usize * MIB))
         .collect();

@@ -22,6 +22,10 @@ pub(crate) enum Role {
     Spin,
     /// Echoes byte messages on a channel in block mode.
     Block,
+    /// [`Role::Block`] with every send and receive awaited (`send_async`, `recv_async`).
+    AsyncBlock,
+    /// Awaits one message with `recv_async`, then reports its CPU time over the wait.
+    AsyncIdle,
     /// Decodes each `Sample` and answers with one carrying the same sequence number.
     SpinCapnp,
     /// [`Role::Spin`] with an untrusted-mode receiver.
@@ -50,6 +54,8 @@ impl Role {
             Role::Pipe => ("pipe", &[]),
             Role::Spin => ("spin", &[]),
             Role::Block => ("block", &[]),
+            Role::AsyncBlock => ("async_block", &[]),
+            Role::AsyncIdle => ("async_idle", &[]),
             Role::SpinCapnp => ("spin_capnp", &[]),
             Role::SpinUntrusted => ("spin_untrusted", &[]),
             Role::CapnpUntrusted => ("capnp_untrusted", &[]),
@@ -80,6 +86,8 @@ impl Role {
             ("pipe", []) => Role::Pipe,
             ("spin", []) => Role::Spin,
             ("block", []) => Role::Block,
+            ("async_block", []) => Role::AsyncBlock,
+            ("async_idle", []) => Role::AsyncIdle,
             ("spin_capnp", []) => Role::SpinCapnp,
             ("spin_untrusted", []) => Role::SpinUntrusted,
             ("capnp_untrusted", []) => Role::CapnpUntrusted,
@@ -160,6 +168,8 @@ mod tests {
             Role::Pipe,
             Role::Spin,
             Role::Block,
+            Role::AsyncBlock,
+            Role::AsyncIdle,
             Role::SpinCapnp,
             Role::SpinUntrusted,
             Role::CapnpUntrusted,

@@ -17,7 +17,7 @@ use crate::{channel_builder, channel_name, err, typed_sample, Error, Plan, WAIT}
 
 /// Times `batches` batches of `batch` calls of `one(i)`, after a tenth of a batch of
 /// warm-up; pushes ns per call per batch.
-fn time_batches(
+pub(crate) fn time_batches(
     out: &mut Vec<f64>,
     batches: usize,
     batch: u64,
