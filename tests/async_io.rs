@@ -12,12 +12,12 @@ mod demo_capnp;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::mpsc;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use capnp_shm_transport::{Channel, Error, Receiver, RecvMessage, Sender, Timeout, WaitMode};
 use common::peer::{read_stdin_line, say, Peer};
+use common::signal::signal_waker;
 use common::TestName;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -119,18 +119,6 @@ fn round_trips_under_tokio_on_one_and_on_many_threads() {
             })
         });
     }
-}
-
-/// A waker that reports each wake on a channel.
-struct Signal(std::sync::Mutex<mpsc::Sender<()>>);
-impl Wake for Signal {
-    fn wake(self: Arc<Self>) {
-        let _ = self.0.lock().unwrap().send(());
-    }
-}
-fn signal_waker() -> (Waker, mpsc::Receiver<()>) {
-    let (tx, rx) = mpsc::channel();
-    (Waker::from(Arc::new(Signal(std::sync::Mutex::new(tx)))), rx)
 }
 
 #[test]
