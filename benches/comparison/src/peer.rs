@@ -24,8 +24,9 @@ pub(crate) enum Role {
     Block,
     /// [`Role::Block`] with every send and receive awaited (`send_async`, `recv_async`).
     AsyncBlock,
-    /// Awaits one message with `recv_async`, then reports its CPU time over the wait.
-    AsyncIdle,
+    /// Idles (awaiting `recv_async` when `asynchronous` is 1, else blocking `recv`),
+    /// then receives `wakes` time-stamped messages; reports CPU time and wake latency.
+    Idle { asynchronous: u64, wakes: u64 },
     /// Decodes each `Sample` and answers with one carrying the same sequence number.
     SpinCapnp,
     /// [`Role::Spin`] with an untrusted-mode receiver.
@@ -55,7 +56,10 @@ impl Role {
             Role::Spin => ("spin", &[]),
             Role::Block => ("block", &[]),
             Role::AsyncBlock => ("async_block", &[]),
-            Role::AsyncIdle => ("async_idle", &[]),
+            Role::Idle {
+                asynchronous,
+                wakes,
+            } => ("idle", &[*asynchronous, *wakes]),
             Role::SpinCapnp => ("spin_capnp", &[]),
             Role::SpinUntrusted => ("spin_untrusted", &[]),
             Role::CapnpUntrusted => ("capnp_untrusted", &[]),
@@ -87,7 +91,10 @@ impl Role {
             ("spin", []) => Role::Spin,
             ("block", []) => Role::Block,
             ("async_block", []) => Role::AsyncBlock,
-            ("async_idle", []) => Role::AsyncIdle,
+            ("idle", &[asynchronous, wakes]) => Role::Idle {
+                asynchronous,
+                wakes,
+            },
             ("spin_capnp", []) => Role::SpinCapnp,
             ("spin_untrusted", []) => Role::SpinUntrusted,
             ("capnp_untrusted", []) => Role::CapnpUntrusted,
@@ -169,7 +176,10 @@ mod tests {
             Role::Spin,
             Role::Block,
             Role::AsyncBlock,
-            Role::AsyncIdle,
+            Role::Idle {
+                asynchronous: 1,
+                wakes: 9,
+            },
             Role::SpinCapnp,
             Role::SpinUntrusted,
             Role::CapnpUntrusted,
