@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use capnp_shm_transport::{Channel, Error, Receiver, RecvMessage, Sender, Timeout, WaitMode};
 use common::peer::{read_stdin_line, say, Peer};
-use common::signal::signal_waker;
+use common::signal::{poll_until_parked, signal_waker};
 use common::TestName;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -129,7 +129,7 @@ fn a_parked_recv_is_woken_by_the_next_message_and_gets_it() {
     let mut cx = Context::from_waker(&waker);
     let mut fut = pin!(b_rx.recv_async());
     // Nothing there: the future spins, then parks its task with the waiter thread.
-    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    poll_until_parked(fut.as_mut(), &waker, &woken);
     assert!(woken.try_recv().is_err(), "woken with nothing sent");
     a_tx.send(b"after idle", WAIT).unwrap();
     woken
@@ -147,11 +147,10 @@ fn dropping_a_parked_recv_loses_no_message() {
     let name = TestName::new("async-cancel-recv");
     let (mut a_tx, _a_rx, _b_tx, mut b_rx) = pair(&name, 64, 8);
     let (waker, woken) = signal_waker();
-    let mut cx = Context::from_waker(&waker);
     for i in 0u8..20 {
         {
             let mut fut = pin!(b_rx.recv_async());
-            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            poll_until_parked(fut.as_mut(), &waker, &woken);
         } // dropped while parked
         a_tx.send(&[i], WAIT).unwrap();
         assert_eq!(&*b_rx.recv(WAIT).unwrap(), &[i], "message {i} was lost");
@@ -160,7 +159,7 @@ fn dropping_a_parked_recv_loses_no_message() {
     // wake can only be watched for a while: a stale job wakes within microseconds.)
     {
         let mut fut = pin!(b_rx.recv_async());
-        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        poll_until_parked(fut.as_mut(), &waker, &woken);
     }
     while woken.try_recv().is_ok() {}
     a_tx.send(b"unawaited", WAIT).unwrap();
@@ -221,11 +220,11 @@ fn dropping_a_parked_send_publishes_nothing_and_a_later_send_goes_through() {
     let mut cx = Context::from_waker(&waker);
     {
         let mut fut = pin!(a_tx.send_async(b"dropped"));
-        assert!(fut.as_mut().poll(&mut cx).is_pending(), "the ring is full");
+        poll_until_parked(fut.as_mut(), &waker, &woken); // the ring is full
     }
     // A parked send is woken by freed slots, then completes.
     let mut fut = pin!(a_tx.send_async(b"kept"));
-    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    poll_until_parked(fut.as_mut(), &waker, &woken);
     assert!(woken.try_recv().is_err());
     assert_eq!(&*b_rx.recv(WAIT).unwrap(), &[0]);
     woken
@@ -319,7 +318,7 @@ fn an_awaiting_recv_gets_peer_dead_when_the_peer_is_killed() {
     let (waker, woken) = signal_waker();
     let mut cx = Context::from_waker(&waker);
     let mut fut = pin!(b_rx.recv_async());
-    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    poll_until_parked(fut.as_mut(), &waker, &woken);
     peer.kill();
     woken
         .recv_timeout(WAIT)

@@ -6,6 +6,7 @@
 
 mod pacing;
 mod report;
+mod rpc;
 mod side;
 mod tools;
 
@@ -59,6 +60,25 @@ enum Cmd {
         /// KIND NAME [N...], as the measuring process wrote them.
         #[arg(required = true, num_args = 2.., allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Call the example RPC service (schema/service.capnp) served by a child process,
+    /// over shm, a Unix socket and TCP: latency percentiles and calls per second.
+    Rpc {
+        /// Calls per measurement.
+        #[arg(long, default_value_t = 20_000)]
+        calls: u64,
+        /// Transports to measure, in order.
+        #[arg(long, value_delimiter = ',', default_value = "shm,uds,tcp")]
+        transports: Vec<String>,
+        /// One JSON object as the last line on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The serving process of `rpc` (internal).
+    #[command(hide = true)]
+    RpcServe {
+        /// shm://NAME, tcp://HOST:PORT or unix:///PATH.
+        address: String,
     },
     /// List the channels in /dev/shm.
     List,
@@ -202,6 +222,12 @@ fn main() -> ExitCode {
             capnp_shm_comparison::run(quick, json, peers).map_err(bench_error)
         }
         Cmd::BenchPeer { args } => capnp_shm_comparison::peer(&args).map_err(bench_error),
+        Cmd::Rpc {
+            calls,
+            transports,
+            json,
+        } => rpc::run(calls, &transports, json),
+        Cmd::RpcServe { address } => rpc::serve(&address),
         Cmd::List => tools::list(),
         Cmd::Inspect { name } => tools::inspect(&name),
         Cmd::Remove { name, stale } => tools::remove(name.as_deref(), stale),

@@ -77,6 +77,13 @@ impl std::ops::Deref for Aligned {
     }
 }
 
+/// One copy of a received message into word-aligned memory of its own.
+fn aligned_copy(msg: &[u8]) -> Aligned {
+    let mut words = Word::allocate_zeroed_vec(msg.len().div_ceil(8));
+    Word::words_to_bytes_mut(&mut words)[..msg.len()].copy_from_slice(msg);
+    Aligned(words, msg.len())
+}
+
 struct Incoming(capnp::message::Reader<BufferSegments<Aligned>>);
 
 impl capnp_rpc::IncomingMessage for Incoming {
@@ -205,11 +212,7 @@ impl capnp_rpc::Connection<Side> for Connection {
             let received = {
                 let recv = std::pin::pin!(receiver.recv_async());
                 match futures::future::select(recv, &mut failed).await {
-                    Either::Left((msg, _)) => Some(msg.map(|msg| {
-                        let mut words = Word::allocate_zeroed_vec(msg.len().div_ceil(8));
-                        Word::words_to_bytes_mut(&mut words)[..msg.len()].copy_from_slice(&msg);
-                        Aligned(words, msg.len())
-                    })),
+                    Either::Left((msg, _)) => msg.map(|msg| aligned_copy(&msg)),
                     Either::Right((failure, _)) => {
                         return Err(failure.unwrap_or_else(|_| {
                             capnp::Error::disconnected("connection dropped".into())
@@ -219,8 +222,7 @@ impl capnp_rpc::Connection<Side> for Connection {
             };
             *slot.borrow_mut() = Some(receiver);
             *failure.rx.borrow_mut() = Some(failed);
-            let copied = received.expect("a message or an error");
-            match copied {
+            match received {
                 Ok(bytes) => {
                     let segments = BufferSegments::new(bytes, options)?;
                     let reader = capnp::message::Reader::new(segments, options);
@@ -263,7 +265,11 @@ impl ShmNetwork {
         side: Side,
         options: ReaderOptions,
     ) -> Result<ShmNetwork, ChannelError> {
-        let (sender, receiver) = channel.split()?;
+        let (mut sender, mut receiver) = channel.split()?;
+        // No spin window: a call's answer takes the peer's RPC system longer than the
+        // spin phase, and spinning took the core the peer needed (README, "RPC").
+        receiver.set_async_spin(std::time::Duration::ZERO);
+        sender.set_async_spin(std::time::Duration::ZERO);
         let sender: SenderSlot = Rc::new(RefCell::new(Some(sender)));
         let (queue, mut waiting) = mpsc::unbounded::<Queued>();
         let queued = Rc::new(Cell::new(0));

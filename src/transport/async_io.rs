@@ -11,7 +11,7 @@
 use capnp::message::{Allocator, Builder, ReaderOptions};
 
 use super::channel::Channel;
-use super::ready::Ready;
+use super::ready::{Half, Ready};
 use super::receiver::{Receiver, RecvGuard};
 use super::sender::Sender;
 use crate::error::{Error, Result};
@@ -48,6 +48,15 @@ impl Receiver {
     pub async fn recv_async(&mut self) -> Result<RecvGuard<'_>> {
         Ready::new(self, 0).await?;
         self.recv(Timeout::Immediate)
+    }
+
+    /// Sets how long (in block mode) an awaiting receive spins for a message before its
+    /// task parks: the block-mode spin phase (20 µs) by default; zero parks after one
+    /// short burst of checks. The spin runs in bursts between which the executor runs its
+    /// other tasks; still, it takes a core while it lasts, which a peer on a busy machine
+    /// may need (see README, "RPC").
+    pub fn set_async_spin(&mut self, spin: std::time::Duration) {
+        self.parker_mut().set_spin(spin);
     }
 
     /// Awaits the next message and copies it into `buf`; see [`Receiver::recv_into`].
@@ -88,6 +97,12 @@ impl Sender {
                 done => return done,
             }
         }
+    }
+
+    /// Sets how long (in block mode) an awaiting send spins for free slots before its task
+    /// parks; see [`Receiver::set_async_spin`].
+    pub fn set_async_spin(&mut self, spin: std::time::Duration) {
+        self.parker_mut().set_spin(spin);
     }
 
     /// Awaits room for `capacity` bytes and writes a message of up to that many in place;

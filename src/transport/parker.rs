@@ -77,10 +77,21 @@ impl Job {
 }
 
 /// One half's waiter thread (started at its first park) and the job it runs.
-#[derive(Default)]
 pub(crate) struct Parker {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// How long an async call spins (in bursts) before it parks, in block mode.
+    spin: Duration,
+}
+
+impl Default for Parker {
+    fn default() -> Parker {
+        Parker {
+            shared: Arc::default(),
+            thread: Mutex::default(),
+            spin: Backoff::DEFAULT.spin,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -107,6 +118,16 @@ struct State {
 }
 
 impl Parker {
+    /// How long an async call spins before it parks (block mode).
+    pub(super) fn spin(&self) -> Duration {
+        self.spin
+    }
+
+    /// Sets [`Parker::spin`].
+    pub(super) fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
     /// Parks the caller's task: `ticket` names its pending job. A job still pending under
     /// that ticket only gets the new `waker`; otherwise `job()` is handed to the thread.
     pub(super) fn park(

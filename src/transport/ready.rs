@@ -1,8 +1,11 @@
 //! [`Ready`]: the future every async call awaits before it does its work with
 //! `Timeout::Immediate`. It resolves once the half can act at once (a message is there,
 //! there is room) or must report an error; it costs nothing while traffic flows (one
-//! check), spins for the block-mode spin phase when there is nothing yet (in block mode),
-//! then parks the task with the half's [`Parker`] and returns `Pending`.
+//! check). When there is nothing yet (in block mode) it spins for the block-mode spin
+//! phase, in short bursts: each poll spins [`SPINS_PER_POLL`] rounds, then yields to the
+//! executor (waking its own task), so other tasks of a single-threaded executor (an RPC
+//! system's, say) run meanwhile instead of waiting out the spin. Then it parks the task
+//! with the half's [`Parker`] and returns `Pending`.
 //!
 //! Waiting and acting are separate steps so that cancellation is safe by construction:
 //! dropping the future only withdraws the parked job; the send or receive that follows
@@ -16,10 +19,9 @@ use std::time::Instant;
 use super::parker::{Job, Parker};
 use crate::error::Result;
 use crate::sync::thread;
-use crate::wait::Backoff;
 
-/// Spin rounds between two reads of the clock while spinning.
-const SPINS_PER_CLOCK_CHECK: u32 = 64;
+/// Spin rounds (a spin-loop hint and a check each) per poll before yielding.
+const SPINS_PER_POLL: u32 = 64;
 
 /// What a half can do now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,8 +40,10 @@ pub(super) trait Half {
     fn readiness(&mut self, len: usize) -> Result<Readiness>;
     /// The waiter thread's job for `readiness` (`Empty` or `Reconnecting`).
     fn job(&self, readiness: Readiness, len: usize) -> Job;
-    /// The half's waiter thread.
+    /// The half's waiter thread (and its spin setting).
     fn parker(&self) -> &Parker;
+    /// The same, to change its settings.
+    fn parker_mut(&mut self) -> &mut Parker;
     /// Whether this side waits in block mode (spin first, then sleep).
     fn block_mode(&self) -> bool;
 }
@@ -50,7 +54,18 @@ pub(super) struct Ready<'a, H: Half> {
     half: &'a mut H,
     len: usize,
     ticket: Option<u64>,
-    spun: bool,
+    phase: Phase,
+}
+
+/// Where a waiting [`Ready`] is.
+#[derive(Clone, Copy)]
+enum Phase {
+    /// Not polled with nothing to do yet.
+    Fresh,
+    /// Spinning since then (block mode), a burst per poll.
+    Spinning(Instant),
+    /// Parked with the waiter thread (or spinning is over).
+    Parking,
 }
 
 impl<'a, H: Half> Ready<'a, H> {
@@ -59,7 +74,7 @@ impl<'a, H: Half> Ready<'a, H> {
             half,
             len,
             ticket: None,
-            spun: false,
+            phase: Phase::Fresh,
         }
     }
 }
@@ -70,10 +85,24 @@ impl<H: Half> Future for Ready<'_, H> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.get_mut();
         let mut state = this.half.readiness(this.len);
-        if matches!(state, Ok(Readiness::Empty)) && !this.spun {
-            this.spun = true;
-            if this.half.block_mode() {
+        if matches!(state, Ok(Readiness::Empty)) {
+            if let Phase::Fresh = this.phase {
+                this.phase = if this.half.block_mode() {
+                    Phase::Spinning(Instant::now())
+                } else {
+                    Phase::Parking
+                };
+            }
+            if let Phase::Spinning(since) = this.phase {
                 state = spin(this.half, this.len);
+                if matches!(state, Ok(Readiness::Empty)) {
+                    if since.elapsed() < this.half.parker().spin() {
+                        // Spin on at the next poll, after the executor's other tasks.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    this.phase = Phase::Parking;
+                }
             }
         }
         let half = &*this.half;
@@ -99,21 +128,15 @@ impl<H: Half> Drop for Ready<'_, H> {
     }
 }
 
-/// The block-mode spin phase: re-check after every spin-loop hint (as a blocking call's
-/// spin does), reading the clock every [`SPINS_PER_CLOCK_CHECK`] rounds.
+/// One burst of the spin phase: re-check after every spin-loop hint, as a blocking
+/// call's spin does, [`SPINS_PER_POLL`] times at most.
 fn spin<H: Half>(half: &mut H, len: usize) -> Result<Readiness> {
-    let start = Instant::now();
-    let mut spins = 0u32;
-    loop {
+    for _ in 0..SPINS_PER_POLL {
         thread::spin_loop();
         match half.readiness(len)? {
-            Readiness::Empty => {
-                spins = spins.wrapping_add(1);
-                if spins % SPINS_PER_CLOCK_CHECK == 0 && start.elapsed() >= Backoff::DEFAULT.spin {
-                    return Ok(Readiness::Empty);
-                }
-            }
+            Readiness::Empty => {}
             other => return Ok(other),
         }
     }
+    Ok(Readiness::Empty)
 }

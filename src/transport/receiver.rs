@@ -344,6 +344,10 @@ impl Half for Receiver {
         &self.parker
     }
 
+    fn parker_mut(&mut self) -> &mut Parker {
+        &mut self.parker
+    }
+
     fn block_mode(&self) -> bool {
         self.control.local_wait_mode() == WaitMode::Block
     }

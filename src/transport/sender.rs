@@ -325,6 +325,10 @@ impl Half for Sender {
         &self.parker
     }
 
+    fn parker_mut(&mut self) -> &mut Parker {
+        &mut self.parker
+    }
+
     fn block_mode(&self) -> bool {
         self.control.local_wait_mode() == WaitMode::Block
     }
