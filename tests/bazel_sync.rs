@@ -53,6 +53,11 @@ fn every_source_file_is_in_a_bazel_target() {
         r#"srcs = glob(["benches/comparison/src/**/*.rs"])"#,
         r#"crate_root = "benches/comparison/src/lib.rs""#,
         r#"for src in glob(["tests/*.rs"])"#,
+        r#"name = "capnp_shm_rpc""#,
+        r#"srcs = glob(["rpc/src/**/*.rs"])"#,
+        r#"crate_root = "rpc/src/lib.rs""#,
+        r#"for src in glob(["rpc/tests/*.rs"])"#,
+        r#"":capnp_shm_rpc","#,
         r#"glob(["tests/common/**/*.rs"])"#,
         r#""tests/common/demo_capnp.rs""#,
         r#"for src in glob(["benches/*.rs"])"#,
@@ -68,10 +73,17 @@ fn every_source_file_is_in_a_bazel_target() {
     // The source globs take only .rs files: anything else under a source directory must
     // be generated code (declared as build-script data) or it is missing from the Bazel
     // build.
-    let mut stack: Vec<_> = ["src", "demo/src", "demo/tests", "benches/comparison/src"]
-        .into_iter()
-        .map(common::project_path)
-        .collect();
+    let mut stack: Vec<_> = [
+        "src",
+        "demo/src",
+        "demo/tests",
+        "benches/comparison/src",
+        "rpc/src",
+        "rpc/tests",
+    ]
+    .into_iter()
+    .map(common::project_path)
+    .collect();
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
@@ -97,7 +109,7 @@ fn every_cargo_target_and_dependency_is_known_to_bazel() {
     let members = workspace_members(&manifest);
     assert_eq!(
         members,
-        ["demo", "benches/comparison"],
+        ["demo", "benches/comparison", "rpc"],
         "the workspace members changed: update BUILD.bazel, MODULE.bazel and this test"
     );
     let demo = read("demo/Cargo.toml");
@@ -108,6 +120,11 @@ fn every_cargo_target_and_dependency_is_known_to_bazel() {
     assert!(
         read("benches/comparison/Cargo.toml").contains(r#"path = "src/lib.rs""#),
         "benches/comparison/Cargo.toml no longer builds its library from src/lib.rs"
+    );
+    let rpc = read("rpc/Cargo.toml");
+    assert!(
+        rpc.contains(r#"path = "src/lib.rs""#) && rpc.contains(r#"build = "../build.rs""#),
+        "rpc/Cargo.toml no longer builds its library from src/lib.rs with the shared build.rs"
     );
     for line in manifest
         .lines()
