@@ -3,7 +3,8 @@
 //! so a machine without Cap'n Proto tools still builds. `scripts/check-generated.sh`
 //! keeps the checked-in copy in step with the schema.
 //!
-//! The demo (`demo/`) and the comparison bench (`benches/comparison/`) use this same
+//! The demo (`demo/`), the comparison bench (`benches/comparison/`) and the RPC crate
+//! (`rpc/`, which uses `service.capnp`) use this same
 //! script (`build = "../build.rs"` in their manifests): paths are resolved from the
 //! nearest directory at or above the package's that holds `schema/`.
 
@@ -11,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Schemas under `schema/` and the name of the Rust file each one becomes.
-const SCHEMAS: &[(&str, &str)] = &[("schema/demo.capnp", "demo_capnp.rs")];
+const SCHEMAS: &[(&str, &str)] = &[
+    ("schema/demo.capnp", "demo_capnp.rs"),
+    ("schema/service.capnp", "service_capnp.rs"),
+];
 
 fn main() {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

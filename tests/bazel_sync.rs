@@ -53,6 +53,11 @@ fn every_source_file_is_in_a_bazel_target() {
         r#"srcs = glob(["benches/comparison/src/**/*.rs"])"#,
         r#"crate_root = "benches/comparison/src/lib.rs""#,
         r#"for src in glob(["tests/*.rs"])"#,
+        r#"name = "capnp_shm_rpc""#,
+        r#"srcs = glob(["rpc/src/**/*.rs"])"#,
+        r#"crate_root = "rpc/src/lib.rs""#,
+        r#"for src in glob(["rpc/tests/*.rs"])"#,
+        r#"":capnp_shm_rpc","#,
         r#"glob(["tests/common/**/*.rs"])"#,
         r#""tests/common/demo_capnp.rs""#,
         r#"for src in glob(["benches/*.rs"])"#,
@@ -83,6 +88,8 @@ fn every_source_file_is_in_a_bazel_target() {
         "demo/tests",
         "benches/comparison/src",
         "capi/src",
+        "rpc/src",
+        "rpc/tests",
     ]
     .into_iter()
     .map(common::project_path)
@@ -112,7 +119,7 @@ fn every_cargo_target_and_dependency_is_known_to_bazel() {
     let members = workspace_members(&manifest);
     assert_eq!(
         members,
-        ["demo", "benches/comparison", "capi"],
+        ["demo", "benches/comparison", "capi", "rpc"],
         "the workspace members changed: update BUILD.bazel, MODULE.bazel and this test"
     );
     let demo = read("demo/Cargo.toml");
@@ -145,6 +152,11 @@ fn every_cargo_target_and_dependency_is_known_to_bazel() {
             );
         }
     }
+    let rpc = read("rpc/Cargo.toml");
+    assert!(
+        rpc.contains(r#"path = "src/lib.rs""#) && rpc.contains(r#"build = "../build.rs""#),
+        "rpc/Cargo.toml no longer builds its library from src/lib.rs with the shared build.rs"
+    );
     for line in manifest
         .lines()
         .filter(|l| l.trim_start().starts_with("path = \"benches/"))

@@ -448,3 +448,52 @@ fn b_keeps_beating_while_it_retries_and_recovers_when_a_was_alive() {
     assert_eq!(b.control().generation(), generation);
     assert_eq!(round_trip(&mut b, b"after"), generation as u8);
 }
+
+#[test]
+fn an_awaiting_send_waits_across_a_reconnection_and_the_reply_is_awaited_on_the_new_link() {
+    use std::future::Future;
+    use std::task::{Context, Poll};
+    let name = TestName::new("rc-async");
+    let mut a1 = start_a(&name);
+    let (mut b, events) = open_b(&name, fast_retries(), OnDisconnect::WaitForReconnect);
+    let gen1 = b.control().generation();
+    round_trip(&mut b, b"before");
+    a1.kill();
+    expect_event(&events, |e| *e == LinkEvent::PeerDead);
+    let (waker, woken) = common::signal::signal_waker();
+    let mut cx = Context::from_waker(&waker);
+    let _a2;
+    {
+        let mut send = std::pin::pin!(b.send_async(b"after"));
+        assert!(send.as_mut().poll(&mut cx).is_pending(), "no side A yet");
+        _a2 = start_a(&name);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            woken
+                .recv_timeout(left)
+                .expect("the reconnection did not wake the send");
+            match send.as_mut().poll(&mut cx) {
+                Poll::Ready(sent) => break sent.unwrap(),
+                Poll::Pending => {}
+            }
+        }
+    }
+    let reply = futures::executor::block_on(b.recv_async()).unwrap();
+    assert_eq!(&reply[1..], b"after");
+    assert_ne!(u64::from(reply[0]), gen1 & 0xff, "answered on the new link");
+}
+
+#[test]
+fn fail_fast_reaches_an_async_caller_as_reconnecting() {
+    let name = TestName::new("rc-async-fail");
+    let mut a1 = start_a(&name);
+    let (mut b, events) = open_b(&name, fast_retries(), OnDisconnect::Fail);
+    round_trip(&mut b, b"hello");
+    a1.kill();
+    expect_event(&events, |e| *e == LinkEvent::PeerDead);
+    let sent = futures::executor::block_on(b.send_async(b"x"));
+    assert!(matches!(sent, Err(Error::Reconnecting)), "{sent:?}");
+    let received = futures::executor::block_on(b.recv_async()).map(|m| m.to_vec());
+    assert!(matches!(received, Err(Error::Reconnecting)), "{received:?}");
+}

@@ -7,6 +7,7 @@
 mod board;
 mod pacing;
 mod report;
+mod rpc;
 mod side;
 mod tools;
 
@@ -67,6 +68,25 @@ enum Cmd {
     /// The reader of `board` (internal).
     #[command(hide = true)]
     BoardReader(BoardCli),
+    /// Call the example RPC service (schema/service.capnp) served by a child process,
+    /// over shm, a Unix socket and TCP: latency percentiles and calls per second.
+    Rpc {
+        /// Calls per measurement.
+        #[arg(long, default_value_t = 20_000)]
+        calls: u64,
+        /// Transports to measure, in order.
+        #[arg(long, value_delimiter = ',', default_value = "shm,uds,tcp")]
+        transports: Vec<String>,
+        /// One JSON object as the last line on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The serving process of `rpc` (internal).
+    #[command(hide = true)]
+    RpcServe {
+        /// shm://NAME, tcp://HOST:PORT or unix:///PATH.
+        address: String,
+    },
     /// List the channels and boards in /dev/shm.
     List,
     /// Print one channel's (or board's) headers.
@@ -250,6 +270,12 @@ fn main() -> ExitCode {
         Cmd::BenchPeer { args } => capnp_shm_comparison::peer(&args).map_err(bench_error),
         Cmd::Board(args) => board::run(&args.args()),
         Cmd::BoardReader(args) => board::read(&args.args()),
+        Cmd::Rpc {
+            calls,
+            transports,
+            json,
+        } => rpc::run(calls, &transports, json),
+        Cmd::RpcServe { address } => rpc::serve(&address),
         Cmd::List => tools::list(),
         Cmd::Inspect { name } => tools::inspect(&name),
         Cmd::Remove { name, stale } => tools::remove(name.as_deref(), stale),

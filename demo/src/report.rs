@@ -114,14 +114,7 @@ pub fn print_table(rows: &[&Value]) {
 
 /// Process CPU time (user + system) so far.
 pub fn cpu_time() -> Duration {
-    // SAFETY: getrusage fills the zeroed struct we pass; RUSAGE_SELF needs nothing else.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    capnp_shm_comparison::cpu_time()
 }
 
 /// CPU use between two points, as a percentage of one core.

@@ -7,7 +7,9 @@ use super::{RingMemory, MAX_INDEX};
 use crate::error::{Corruption, Error, Result};
 use crate::sync::Ordering;
 
-/// The producer half of a ring. Only one may exist per ring.
+/// The producer half of a ring. Only one may exist per ring. (A clone is a read-only
+/// view: the async waiter thread uses one to see when slots are free.)
+#[derive(Clone)]
 pub(crate) struct Producer<M: RingMemory> {
     mem: M,
     /// Next index to write. Local and authoritative; mirrored to `mem.head()`.

@@ -8,6 +8,10 @@
 //! - `receive_thread`: the optional callback thread ([`Callback`]) that owns a [`Receiver`];
 //! - `sender`: [`Sender`], the sending half;
 //! - `receiver`: [`Receiver`] and [`RecvGuard`], the receiving half;
+//! - `async_io`: the async calls (`recv_async`, `send_async`, ...) on the halves and the
+//!   channel;
+//! - `ready`: the future those calls await (check, spin, park; cancellation-safe);
+//! - `parker`: the per-half waiter thread that sleeps on the futex for a parked task;
 //! - `control`: live settings and statistics ([`Control`]);
 //! - `session`: a side's current link, peer events, reconnection;
 //! - `attach`: opening both segments and validating them (side B, and `inspect`);
@@ -18,10 +22,13 @@ mod builder;
 mod channel;
 mod control;
 mod link;
+mod parker;
+mod ready;
 mod receive_thread;
 mod receiver;
 mod sender;
 mod session;
+mod async_io;
 
 pub use builder::{
     remove_channel, ChannelBuilder, DEFAULT_BURST, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE,

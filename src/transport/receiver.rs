@@ -10,11 +10,13 @@ use crossbeam_utils::CachePadded;
 
 use super::control::Control;
 use super::link::Link;
+use super::parker::{Job, Parker, WordOf};
+use super::ready::{Half, Readiness};
 use crate::error::{Corruption, Error, Result};
 use crate::ring::Region;
 use crate::ring::{Consumer, PrivateCopy, Record};
 use crate::sync::Ordering;
-use crate::wait::{self, Received, Timeout, Waiter};
+use crate::wait::{self, Received, Timeout, WaitMode, Waiter};
 
 /// How far a receiver trusts the peer's writes to the slots it reads (see README, "Trust").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub struct Receiver {
     trust: Trust,
     /// In [`Trust::Untrusted`] mode, where messages are copied to (one slot's size).
     copy: Option<PrivateCopy>,
+    /// The waiter thread of [`Receiver::recv_async`] (started at its first wait).
+    parker: Parker,
 }
 
 impl Receiver {
@@ -71,6 +75,7 @@ impl Receiver {
             consumer,
             trust,
             copy,
+            parker: Parker::default(),
         })
     }
 
@@ -291,6 +296,63 @@ impl Receiver {
     }
 }
 
+impl Half for Receiver {
+    fn readiness(&mut self, _len: usize) -> Result<Readiness> {
+        loop {
+            self.sync()?;
+            let next = self.next_record();
+            if next.map_err(|c| self.link.explain(c.into()))?.is_some() {
+                return Ok(Readiness::Now);
+            }
+            let Some(gone) = self.link.peer_gone() else {
+                return Ok(Readiness::Empty);
+            };
+            // SYNC POINT: after the Acquire load of the closed flag in `peer_gone`, one
+            // more look finds every message committed before the close (as in
+            // `wait::next_message`).
+            let next = self.next_record();
+            if next.map_err(|c| self.link.explain(c.into()))?.is_some() {
+                return Ok(Readiness::Now);
+            }
+            let session = &self.control.session;
+            match session.after_gone(gone, self.epoch, &mut Waiter::new(Timeout::Immediate)) {
+                // A new link (or the peer back): look again.
+                Ok(()) => {}
+                Err(Error::Reconnecting) if session.waits_for_reconnect() => {
+                    return Ok(Readiness::Reconnecting)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn job(&self, readiness: Readiness, _len: usize) -> Job {
+        let session = self.control.session.clone();
+        let epoch = self.epoch;
+        let word: WordOf = incoming_wait;
+        if readiness == Readiness::Reconnecting {
+            return Job::reconnection(self.link.clone(), word, session, epoch);
+        }
+        // A read-only view of the ring at our tail: the thread only peeks.
+        let view = Consumer::new(self.link.incoming().clone(), self.consumer.tail(), 0);
+        Job::on_word(self.link.clone(), word, session, epoch, move || {
+            !matches!(view.peek(0), Ok(None))
+        })
+    }
+
+    fn parker(&self) -> &Parker {
+        &self.parker
+    }
+
+    fn parker_mut(&mut self) -> &mut Parker {
+        &mut self.parker
+    }
+
+    fn block_mode(&self) -> bool {
+        self.control.local_wait_mode() == WaitMode::Block
+    }
+}
+
 /// A received message, borrowed in place from its slot. Derefs to the payload; dropping
 /// it releases the slot so the peer can reuse it. In [`Trust::Untrusted`] mode it derefs
 /// to the receiver's private copy (the slot was released already).
@@ -320,4 +382,9 @@ impl Drop for RecvGuard<'_> {
             self.receiver.release(self.record);
         }
     }
+}
+
+/// The word this half's waits sleep on (the one the peer wakes).
+fn incoming_wait(link: &Link) -> &crate::sync::AtomicU32 {
+    &link.incoming().header().consumer.wait
 }

@@ -8,11 +8,13 @@ use crossbeam_utils::CachePadded;
 
 use super::control::Control;
 use super::link::Link;
+use super::parker::{Job, Parker, WordOf};
+use super::ready::{Half, Readiness};
 use crate::error::{Error, Result};
 use crate::ring::Region;
 use crate::ring::Producer;
 use crate::sync::Ordering;
-use crate::wait::{self, Timeout, Waiter};
+use crate::wait::{self, Timeout, WaitMode, Waiter};
 
 /// The sending half: publishes messages on this side's outgoing ring.
 pub struct Sender {
@@ -23,6 +25,8 @@ pub struct Sender {
     /// `Sender` and a `Receiver` placed side by side (adjacent locals, one struct) must not
     /// bounce a line between the producing and the consuming thread.
     producer: CachePadded<Producer<Region>>,
+    /// The waiter thread of [`Sender::send_async`] (started at its first wait).
+    parker: Parker,
 }
 
 impl Sender {
@@ -34,6 +38,7 @@ impl Sender {
             link,
             epoch,
             producer,
+            parker: Parker::default(),
         })
     }
 
@@ -274,6 +279,61 @@ impl Sender {
     }
 }
 
+impl Half for Sender {
+    fn readiness(&mut self, len: usize) -> Result<Readiness> {
+        let max_len = self.max_message_len();
+        if len > max_len {
+            return Err(Error::MessageTooLarge { len, max_len });
+        }
+        self.sync()?;
+        if let Some(gone) = self.link.peer_gone() {
+            let session = &self.control.session;
+            return match session.after_gone(gone, self.epoch, &mut Waiter::new(Timeout::Immediate)) {
+                // A new link (or the peer back): the send moves to it and tries.
+                Ok(()) => Ok(Readiness::Now),
+                Err(Error::Reconnecting) if session.waits_for_reconnect() => {
+                    Ok(Readiness::Reconnecting)
+                }
+                Err(e) => Err(e),
+            };
+        }
+        let wanted = self.producer.slots_needed(len);
+        let free = self.producer.free_slots(wanted);
+        if free.map_err(|c| self.link.explain(c.into()))? >= wanted {
+            Ok(Readiness::Now)
+        } else {
+            Ok(Readiness::Empty)
+        }
+    }
+
+    fn job(&self, readiness: Readiness, len: usize) -> Job {
+        let session = self.control.session.clone();
+        let epoch = self.epoch;
+        let word: WordOf = outgoing_wait;
+        if readiness == Readiness::Reconnecting {
+            return Job::reconnection(self.link.clone(), word, session, epoch);
+        }
+        // A copy of the producer's position, only to look at the consumer's tail.
+        let view = Producer::clone(&self.producer);
+        let wanted = view.slots_needed(len);
+        Job::on_word(self.link.clone(), word, session, epoch, move || {
+            view.space_visible(wanted)
+        })
+    }
+
+    fn parker(&self) -> &Parker {
+        &self.parker
+    }
+
+    fn parker_mut(&mut self) -> &mut Parker {
+        &mut self.parker
+    }
+
+    fn block_mode(&self) -> bool {
+        self.control.local_wait_mode() == WaitMode::Block
+    }
+}
+
 /// Where this side's producer continues: after every committed slot from the consumer's
 /// validated tail.
 fn producer_for(link: &Link) -> Result<Producer<Region>> {
@@ -286,4 +346,9 @@ fn producer_for(link: &Link) -> Result<Producer<Region>> {
     crate::layout::check_indices(head, tail, out.geometry().slot_count as u64)?;
     let bytes = h.producer.bytes.load(Ordering::Relaxed);
     Ok(Producer::resume(out, tail, bytes))
+}
+
+/// The word this half's waits sleep on (the one the peer wakes).
+fn outgoing_wait(link: &Link) -> &crate::sync::AtomicU32 {
+    &link.outgoing().header().producer.wait
 }

@@ -257,6 +257,24 @@ impl Session {
         }
     }
 
+    /// Whether a call that found the peer gone waits for a reconnection (rather than
+    /// failing at once): what [`Session::after_gone`] does with time left.
+    pub(crate) fn waits_for_reconnect(&self) -> bool {
+        self.config.reconnect.is_some() && self.config.on_disconnect != OnDisconnect::Fail
+    }
+
+    /// Whether a wait for a reconnection, begun on link `my_epoch`, would end now (a new
+    /// link, the policy gave up, or the same link's peer is there again): the async
+    /// calls' waiter thread polls this where [`Session::after_gone`] would loop.
+    pub(crate) fn reconnect_settled(&self, my_epoch: u64) -> bool {
+        self.epoch() != my_epoch
+            // SYNC POINT: the Acquire pairs with the Release store of GAVE_UP, as in
+            // `after_gone`.
+            || self.state.load(Ordering::Acquire) == GAVE_UP
+            || (self.state.load(Ordering::Relaxed) == CONNECTED
+                && self.current().0.peer_gone().is_none())
+    }
+
     /// Whether a receive thread should stay up after the peer went away.
     pub(crate) fn will_reconnect(&self) -> bool {
         self.config.reconnect.is_some() && self.state.load(Ordering::Acquire) != GAVE_UP

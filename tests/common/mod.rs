@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_types)]
 
 pub mod peer;
+pub mod signal;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

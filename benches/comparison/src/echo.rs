@@ -26,6 +26,11 @@ pub(crate) fn run(role: Role, name: &str) -> Result<(), Error> {
         Role::Pipe => pipe(),
         Role::Spin => channel(name, WaitMode::Poll, Trust::Cooperating),
         Role::Block => channel(name, WaitMode::Block, Trust::Cooperating),
+        Role::AsyncBlock => crate::async_rtt::echo(name),
+        Role::Idle {
+            asynchronous,
+            wakes,
+        } => crate::idle::peer(name, asynchronous != 0, wakes),
         Role::SpinCapnp => capnp(name, Trust::Cooperating),
         Role::SpinUntrusted => channel(name, WaitMode::Poll, Trust::Untrusted),
         Role::CapnpUntrusted => capnp(name, Trust::Untrusted),

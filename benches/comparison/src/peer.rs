@@ -22,6 +22,14 @@ pub(crate) enum Role {
     Spin,
     /// Echoes byte messages on a channel in block mode.
     Block,
+    /// [`Role::Block`] with every send and receive awaited (`send_async`, `recv_async`).
+    AsyncBlock,
+    /// Idles (awaiting `recv_async` when `asynchronous` is 1, else blocking `recv`),
+    /// then receives `wakes` time-stamped messages; reports CPU time and wake latency.
+    Idle {
+        asynchronous: u64,
+        wakes: u64,
+    },
     /// Decodes each `Sample` and answers with one carrying the same sequence number.
     SpinCapnp,
     /// [`Role::Spin`] with an untrusted-mode receiver.
@@ -65,6 +73,11 @@ impl Role {
             Role::Pipe => ("pipe", &[]),
             Role::Spin => ("spin", &[]),
             Role::Block => ("block", &[]),
+            Role::AsyncBlock => ("async_block", &[]),
+            Role::Idle {
+                asynchronous,
+                wakes,
+            } => ("idle", &[*asynchronous, *wakes]),
             Role::SpinCapnp => ("spin_capnp", &[]),
             Role::SpinUntrusted => ("spin_untrusted", &[]),
             Role::CapnpUntrusted => ("capnp_untrusted", &[]),
@@ -98,6 +111,11 @@ impl Role {
             ("pipe", []) => Role::Pipe,
             ("spin", []) => Role::Spin,
             ("block", []) => Role::Block,
+            ("async_block", []) => Role::AsyncBlock,
+            ("idle", &[asynchronous, wakes]) => Role::Idle {
+                asynchronous,
+                wakes,
+            },
             ("spin_capnp", []) => Role::SpinCapnp,
             ("spin_untrusted", []) => Role::SpinUntrusted,
             ("capnp_untrusted", []) => Role::CapnpUntrusted,
@@ -181,6 +199,11 @@ mod tests {
             Role::Pipe,
             Role::Spin,
             Role::Block,
+            Role::AsyncBlock,
+            Role::Idle {
+                asynchronous: 1,
+                wakes: 9,
+            },
             Role::SpinCapnp,
             Role::SpinUntrusted,
             Role::CapnpUntrusted,

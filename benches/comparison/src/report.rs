@@ -15,6 +15,8 @@ pub(crate) struct Samples {
     pub iceoryx2: Vec<f64>,
     /// Messages per second per round, one vector per entry of `STREAMS`.
     pub stream: Vec<Vec<f64>>,
+    /// The idle peers: awaiting (`recv_async`) and blocking (`recv`), both in block mode.
+    pub idle: Option<(crate::idle::Idle, crate::idle::Idle)>,
     /// GB/s of 1 MiB messages per round (1 MiB slots).
     pub large: Vec<f64>,
     /// GB/s of 1 MiB messages per round through 64 KiB slots (17 slots per message).
@@ -109,6 +111,11 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
             "floor_1k": num(st[3]), "ours_1k": num(st[4]), "floor_64k": num(st[5]), "ours_64k": num(st[6]),
             "untrusted_64": num(st[7]), "untrusted_1k": num(st[8]), "untrusted_64k": num(st[9]),
         },
+        "idle_cpu_pct": { "async_await": num(s.idle.as_ref().map(|i| i.0.cpu_pct)) },
+        "wake_ns": {
+            "async_await": num(s.idle.as_ref().map(|i| i.0.wake_p50_ns)),
+            "block": num(s.idle.as_ref().map(|i| i.1.wake_p50_ns)),
+        },
         "large_gb_per_sec": {
             "memcpy_1m": num(memcpy), "ours_1m": num(ours_1m),
             "ours_1m_in_64k_slots": num(ours_1m_in_64k),
@@ -119,6 +126,11 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
             "spin_over_floor": ratio(by("spin"), by("floor")),
             "capnp_over_floor": ratio(by("spin_capnp"), by("floor")),
             "block_over_futex": ratio(by("block"), by("futex_floor")),
+            "async_block_over_block": ratio(by("async_block"), by("block")),
+            "async_wake_over_block_wake": ratio(
+                s.idle.as_ref().map(|i| i.0.wake_p50_ns),
+                s.idle.as_ref().map(|i| i.1.wake_p50_ns),
+            ),
             "uds_over_spin": ratio(by("uds"), by("spin")),
             "iceoryx2_over_spin": ratio(ice_p50, by("spin")),
             "stream_64_of_floor": ratio(st[1], st[0]),
@@ -176,6 +188,14 @@ pub(crate) fn print(r: &Value, took: Duration) {
         .chain(r["board_gb_per_sec"].as_object().into_iter().flatten())
     {
         println!("  {k:<18} {:>14.2}", v.as_f64().unwrap_or(0.0));
+    }
+    println!("\nidle CPU, % of a core");
+    for (k, v) in r["idle_cpu_pct"].as_object().into_iter().flatten() {
+        println!("  {k:<18} {:>14.3}", v.as_f64().unwrap_or(0.0));
+    }
+    println!("\nfirst message after a 2 ms pause, one-way p50 ns");
+    for (k, v) in r["wake_ns"].as_object().into_iter().flatten() {
+        println!("  {k:<18} {:>14.0}", v.as_f64().unwrap_or(0.0));
     }
     println!("\nratios");
     for (k, v) in r["ratios"].as_object().into_iter().flatten() {

@@ -1,0 +1,197 @@
+//! `capnp-shm-demo rpc`: the example RPC service (`schema/service.capnp`) served by a
+//! child process of this binary and called from this one, over each transport asked for
+//! (`shm`, `uds`, `tcp`): one-call latency percentiles and calls per second, one call at
+//! a time and with 16 in flight. The same calls, the same client code: only the address
+//! differs. With `--json` the last line on stdout is one object.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use capnp_shm_rpc::service_capnp::host;
+use capnp_shm_rpc::{connect, ExampleHost, Server};
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde_json::{json, Map, Value};
+
+use crate::report::latency_histogram;
+use crate::side::DemoError;
+
+/// Calls kept in flight for the pipelined throughput figure.
+const IN_FLIGHT: usize = 16;
+/// The echo call's payload: a small struct.
+const PAYLOAD: &[u8] = &[0x5a; 16];
+
+fn other(e: impl std::fmt::Display) -> DemoError {
+    DemoError::Other(e.to_string())
+}
+
+/// Runs `f` on a current-thread runtime's `LocalSet` (capnp-rpc is not `Send`).
+fn local<T>(f: impl std::future::Future<Output = Result<T, DemoError>>) -> Result<T, DemoError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(other)?;
+    tokio::task::LocalSet::new().block_on(&rt, f)
+}
+
+/// The serving process: serves the example host at `address` to one client, printing the
+/// address clients use first.
+pub fn serve(address: &str) -> Result<(), DemoError> {
+    local(async {
+        let mut server = Server::bind(address).await.map_err(other)?;
+        println!("listening {}", server.address().map_err(other)?);
+        let connection = server
+            .accept(ExampleHost::client().client)
+            .await
+            .map_err(other)?;
+        let _ = connection.finished().await;
+        Ok(())
+    })
+}
+
+/// A serving child process, killed and reaped on drop.
+struct ServerProcess(Child);
+
+impl ServerProcess {
+    /// Waits (up to 10 s) for the server to end by itself once its client is gone, so it
+    /// removes its channel; drop kills it otherwise.
+    fn finish(mut self) {
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a serving child at `address`; returns it and the address it listens at.
+fn start_server(address: &str) -> Result<(ServerProcess, String), DemoError> {
+    let exe = std::env::current_exe().map_err(other)?;
+    let mut child = ServerProcess(
+        Command::new(exe)
+            .args(["rpc-serve", address])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(other)?,
+    );
+    let stdout = child.0.stdout.take().expect("piped");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).map_err(other)?;
+    let listening = line
+        .trim()
+        .strip_prefix("listening ")
+        .ok_or_else(|| other(format!("the server said {line:?}")))?
+        .to_string();
+    Ok((child, listening))
+}
+
+async fn echo(host: &host::Client, i: u64) -> Result<(), DemoError> {
+    let mut call = host.echo_request();
+    call.get().set_value(i);
+    call.get().set_payload(PAYLOAD);
+    let reply = call.send().promise.await?;
+    if reply.get()?.get_value() != i {
+        return Err(other("a wrong answer"));
+    }
+    Ok(())
+}
+
+/// One transport's figures over `calls` calls.
+async fn measure(address: &str, calls: u64) -> Result<Value, DemoError> {
+    let (host, connection) = connect::<host::Client>(address).await.map_err(other)?;
+    for i in 0..calls / 10 + 1 {
+        echo(&host, i).await?; // warm-up
+    }
+    let mut latency = latency_histogram();
+    let start = Instant::now();
+    for i in 0..calls {
+        let t = Instant::now();
+        echo(&host, i).await?;
+        latency.saturating_record(t.elapsed().as_nanos() as u64);
+    }
+    let sequential = calls as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let mut pending = FuturesUnordered::new();
+    let mut next = 0;
+    while next < calls || !pending.is_empty() {
+        while next < calls && pending.len() < IN_FLIGHT {
+            pending.push(echo(&host, next));
+            next += 1;
+        }
+        if let Some(done) = pending.next().await {
+            done?;
+        }
+    }
+    let in_flight = calls as f64 / start.elapsed().as_secs_f64();
+    drop(pending);
+    connection.disconnect().await.map_err(other)?;
+    Ok(json!({
+        "p50_ns": latency.value_at_quantile(0.5),
+        "p99_ns": latency.value_at_quantile(0.99),
+        "max_ns": latency.max(),
+        "calls_per_sec": sequential.round(),
+        "calls_per_sec_16_in_flight": in_flight.round(),
+    }))
+}
+
+/// `capnp-shm-demo rpc`: measures each of `transports` (`shm`, `uds`, `tcp`).
+pub fn run(calls: u64, transports: &[String], json_out: bool) -> Result<(), DemoError> {
+    let pid = std::process::id();
+    let mut figures = Map::new();
+    for transport in transports {
+        let address = match transport.as_str() {
+            "shm" => format!("shm://capnp-shm-demo-rpc-{pid}"),
+            "uds" => {
+                let path = std::env::temp_dir().join(format!("capnp-shm-demo-rpc-{pid}.sock"));
+                format!("unix://{}", path.display())
+            }
+            "tcp" => "tcp://127.0.0.1:0".to_string(),
+            other_kind => return Err(other(format!("unknown transport {other_kind}"))),
+        };
+        let (server, listening) = start_server(&address)?;
+        let measured = local(measure(&listening, calls));
+        server.finish();
+        if let Some(name) = address.strip_prefix("shm://") {
+            let _ = capnp_shm_transport::remove_channel(name);
+        }
+        let measured = measured?;
+        if !json_out {
+            println!(
+                "{transport:<4} one call p50 {:>8} ns  p99 {:>8} ns  {:>9} calls/s  {:>9} calls/s with {IN_FLIGHT} in flight",
+                measured["p50_ns"], measured["p99_ns"], measured["calls_per_sec"], measured["calls_per_sec_16_in_flight"]
+            );
+        }
+        figures.insert(transport.clone(), measured);
+    }
+    let p50 = |k: &str| figures.get(k).and_then(|f| f["p50_ns"].as_f64());
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => json!((a / b * 1000.0).round() / 1000.0),
+        _ => Value::Null,
+    };
+    let report = json!({
+        "calls": calls,
+        "rpc_rtt_ns": {
+            "shm": p50("shm"), "uds": p50("uds"), "tcp": p50("tcp"),
+        },
+        "transports": figures,
+        "ratios": {
+            "uds_over_shm": ratio(p50("uds"), p50("shm")),
+            "tcp_over_shm": ratio(p50("tcp"), p50("shm")),
+        },
+    });
+    if json_out {
+        println!("{report}");
+    } else {
+        println!("ratios: {}", report["ratios"]);
+    }
+    Ok(())
+}
