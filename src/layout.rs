@@ -101,8 +101,10 @@ pub(crate) struct ProducerBlock {
     pub start_time: AtomicU64,
     /// Inode of the producer's pid namespace: pids are only comparable when it matches.
     pub pid_ns: AtomicU64,
-    /// Messages published so far (padding records not counted; a statistic, it wraps).
-    pub messages: AtomicU64,
+    /// Slots published that did not start a message (padding records' slots, and every
+    /// slot of a long message after its first): `head - extra` messages were published.
+    /// A statistic (it wraps), updated only by those rare records.
+    pub extra: AtomicU64,
 }
 
 /// Written only by this ring's consumer.
@@ -120,8 +122,9 @@ pub(crate) struct ConsumerBlock {
     pub wait: AtomicU32,
     /// Reserved for the liveness heartbeat (zero in version 1).
     pub heartbeat: AtomicU64,
-    /// Messages consumed so far (padding records not counted; a statistic, it wraps).
-    pub messages: AtomicU64,
+    /// Slots released that did not start a message: `tail - extra` messages were consumed.
+    /// A statistic (it wraps), updated only by padding and long records.
+    pub extra: AtomicU64,
 }
 
 /// Control words of the whole channel, mirrored in both segments' headers: either side
@@ -167,8 +170,8 @@ const _: () = {
     assert!(offset_of!(ProducerBlock, heartbeat) == 24);
     assert!(offset_of!(ProducerBlock, start_time) == 32);
     assert!(offset_of!(ProducerBlock, pid_ns) == 40);
-    assert!(offset_of!(ProducerBlock, messages) == 48);
-    assert!(offset_of!(ConsumerBlock, messages) == 32);
+    assert!(offset_of!(ProducerBlock, extra) == 48);
+    assert!(offset_of!(ConsumerBlock, extra) == 32);
     assert!(offset_of!(ControlBlock, closed) == 8);
     assert!(SLOT_HEADER_SIZE == 16);
 };

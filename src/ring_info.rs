@@ -42,8 +42,9 @@ impl RingInfo {
             head,
             tail,
             used_slots: head.saturating_sub(tail).min(slot_count as u64),
-            messages_sent: header.producer.messages.load(Ordering::Relaxed),
-            messages_received: header.consumer.messages.load(Ordering::Relaxed),
+            // Statistics: slots minus those that started no message (they wrap).
+            messages_sent: head.wrapping_sub(header.producer.extra.load(Ordering::Relaxed)),
+            messages_received: tail.wrapping_sub(header.consumer.extra.load(Ordering::Relaxed)),
             bytes_sent: header.producer.bytes.load(Ordering::Relaxed),
             bytes_received: header.consumer.bytes.load(Ordering::Relaxed),
             producer_pid: header.producer.pid.load(Ordering::Relaxed),

@@ -15,8 +15,9 @@ pub(crate) struct Consumer<M: RingMemory> {
     pub(super) tail: u64,
     /// Payload bytes consumed so far; mirrored to `mem.tail_bytes()`.
     bytes: u64,
-    /// Messages consumed so far; mirrored to `mem.tail_messages()`.
-    messages: u64,
+    /// Released slots that started no message; mirrored to `mem.tail_extra()` (only
+    /// padding and long records change it).
+    extra: u64,
     pub(super) mask: u64,
     pub(super) shape: Shape,
 }
@@ -30,7 +31,7 @@ impl<M: RingMemory> Consumer<M> {
             tail,
             bytes,
             // A statistic continued from the mapping (untrusted: it only wraps).
-            messages: mem.tail_messages().load(Ordering::Relaxed),
+            extra: mem.tail_extra().load(Ordering::Relaxed),
             mask: shape.count - 1,
             shape,
             mem,
@@ -110,20 +111,15 @@ impl<M: RingMemory> Consumer<M> {
         }
     }
 
-    /// Marks the next `slots` slots (holding `messages` messages of `bytes` payload bytes
-    /// in all) consumed and hands them back to the producer. Their covered slots are
-    /// restored already.
+    /// Marks the next `slots` slots (holding `bytes` payload bytes in all) consumed and
+    /// hands them back to the producer. Their covered slots are restored already.
     #[inline(always)]
-    pub(crate) fn release(&mut self, slots: u64, messages: u64, bytes: u64) {
+    pub(crate) fn release(&mut self, slots: u64, bytes: u64) {
         debug_assert!(slots <= self.shape.count);
         self.tail += slots;
-        // Statistics that start from the mapping's (untrusted) counts: they wrap.
+        // A statistic that starts from the mapping's (untrusted) count: it wraps.
         self.bytes = self.bytes.wrapping_add(bytes);
-        self.messages = self.messages.wrapping_add(messages);
         self.mem.tail_bytes().store(self.bytes, Ordering::Relaxed);
-        self.mem
-            .tail_messages()
-            .store(self.messages, Ordering::Relaxed);
         // SYNC POINT with the Acquire load of `tail` in `Producer::free_slots`: our reads
         // of the released slots, and our restoring of their commit words, happen before
         // the producer reuses them.
@@ -137,9 +133,9 @@ impl<M: RingMemory> Consumer<M> {
     pub(crate) fn finish(&mut self, record: Record) {
         debug_assert!(!record.is_padding());
         if record.span() > 1 {
-            self.restore(0, record.span());
+            self.past_long_record(0, record);
         }
-        self.release(record.span(), 1, record.len() as u64);
+        self.release(record.span(), record.len() as u64);
     }
 
     /// Releases the padding record at the tail (`peek(0)` returned it).
@@ -147,8 +143,8 @@ impl<M: RingMemory> Consumer<M> {
     #[cfg_attr(loom, allow(dead_code))] // used by the transport, compiled out under loom
     pub(crate) fn skip_padding(&mut self, record: Record) {
         debug_assert!(record.is_padding());
-        self.restore(0, record.span());
-        self.release(record.span(), 0, 0);
+        self.past_long_record(0, record);
+        self.release(record.span(), 0);
     }
 
     /// Reads up to `max` published messages in place, calling `f` on each, then releases
@@ -163,6 +159,20 @@ impl<M: RingMemory> Consumer<M> {
             // SAFETY: `drain_with` saw this record published, and nothing was released.
             f(unsafe { consumer.payload(ahead, len) })
         })
+    }
+
+    /// For the record `ahead` slots past the tail that is not a one-slot message: restores
+    /// what it covered, counts its slots that start no message (stats: `tail - extra`),
+    /// and returns the place of the next record.
+    #[cold]
+    #[inline(never)]
+    fn past_long_record(&mut self, ahead: u64, record: Record) -> u64 {
+        self.restore(ahead, record.span());
+        let extra = record.span() - u64::from(!record.is_padding());
+        // A statistic that starts from the mapping's (untrusted) count: it wraps.
+        self.extra = self.extra.wrapping_add(extra);
+        self.mem.tail_extra().store(self.extra, Ordering::Relaxed);
+        ahead + record.span()
     }
 
     /// The walk behind the drains: visits up to `max` published messages in order (`visit`
@@ -190,14 +200,18 @@ impl<M: RingMemory> Consumer<M> {
                 bytes += record.len() as u64;
                 n += 1;
             }
-            if record.span() > 1 {
-                self.restore(ahead, record.span());
+            // The common case advances by a constant, so the next slot's address does not
+            // wait for this slot's meta word (a load that may still be in flight from the
+            // producer's core): successive slots' loads overlap, as before records.
+            if record.is_one_slot_message() {
+                ahead += 1;
+            } else {
+                ahead = self.past_long_record(ahead, record);
             }
-            ahead += record.span();
         };
         // What was visited is released even when a later record is corrupt.
         if ahead > 0 {
-            self.release(ahead, n as u64, bytes);
+            self.release(ahead, bytes);
         }
         result.map(|()| n)
     }

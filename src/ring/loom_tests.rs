@@ -21,8 +21,8 @@ struct Inner {
     head_bytes: AtomicU64,
     tail: AtomicU64,
     tail_bytes: AtomicU64,
-    head_messages: AtomicU64,
-    tail_messages: AtomicU64,
+    head_extra: AtomicU64,
+    tail_extra: AtomicU64,
     commit: Vec<AtomicU64>,
     meta: Vec<AtomicU64>,
     /// The payload bytes of all slots, back to back (the model's stride is `SLOT_SIZE`:
@@ -52,8 +52,8 @@ impl LoomMemory {
             head_bytes: AtomicU64::new(0),
             tail: AtomicU64::new(0),
             tail_bytes: AtomicU64::new(0),
-            head_messages: AtomicU64::new(0),
-            tail_messages: AtomicU64::new(0),
+            head_extra: AtomicU64::new(0),
+            tail_extra: AtomicU64::new(0),
             commit: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             meta: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             bytes: std::cell::UnsafeCell::new(vec![0; slots * SLOT_SIZE]),
@@ -120,11 +120,11 @@ unsafe impl RingMemory for LoomMemory {
     fn tail_bytes(&self) -> &AtomicU64 {
         &self.0.tail_bytes
     }
-    fn head_messages(&self) -> &AtomicU64 {
-        &self.0.head_messages
+    fn head_extra(&self) -> &AtomicU64 {
+        &self.0.head_extra
     }
-    fn tail_messages(&self) -> &AtomicU64 {
-        &self.0.tail_messages
+    fn tail_extra(&self) -> &AtomicU64 {
+        &self.0.tail_extra
     }
     fn commit(&self, slot: usize) -> &AtomicU64 {
         &self.0.commit[slot]

@@ -96,14 +96,14 @@ pub(crate) unsafe trait RingMemory {
     fn head(&self) -> &AtomicU64;
     /// The producer's mirrored byte count.
     fn head_bytes(&self) -> &AtomicU64;
-    /// The producer's mirrored message count.
-    fn head_messages(&self) -> &AtomicU64;
+    /// The producer's count of published slots that did not start a message.
+    fn head_extra(&self) -> &AtomicU64;
     /// The consumer's index: every slot below it is free for the producer.
     fn tail(&self) -> &AtomicU64;
     /// The consumer's mirrored byte count.
     fn tail_bytes(&self) -> &AtomicU64;
-    /// The consumer's mirrored message count.
-    fn tail_messages(&self) -> &AtomicU64;
+    /// The consumer's count of released slots that did not start a message.
+    fn tail_extra(&self) -> &AtomicU64;
     /// Slot `slot`'s commit word.
     fn commit(&self, slot: usize) -> &AtomicU64;
     /// Slot `slot`'s meta word (a record's length and span, see `record.rs`).

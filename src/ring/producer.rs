@@ -20,8 +20,9 @@ pub(crate) struct Producer<M: RingMemory> {
     cached_tail: u64,
     /// Payload bytes published so far; mirrored to `mem.head_bytes()`.
     bytes: u64,
-    /// Messages published so far; mirrored to `mem.head_messages()`.
-    messages: u64,
+    /// Published slots that started no message; mirrored to `mem.head_extra()` (only
+    /// padding and long records change it, so one-slot messages never touch it).
+    extra: u64,
     mask: u64,
     shape: Shape,
 }
@@ -38,7 +39,7 @@ impl<M: RingMemory> Producer<M> {
             cached_tail: Self::cache_tail(tail, count),
             bytes,
             // A statistic continued from the mapping (untrusted: it only wraps).
-            messages: mem.head_messages().load(Ordering::Relaxed),
+            extra: mem.head_extra().load(Ordering::Relaxed),
             mask: count - 1,
             shape,
             mem,
@@ -192,7 +193,8 @@ impl<M: RingMemory> Producer<M> {
             if self.free_slots(pad)? < pad {
                 return Ok(None);
             }
-            self.mirror_head(pad, 0, 0);
+            self.mirror_head(pad, 0);
+            self.add_extra(pad);
             self.commit(PADDING, pad);
         }
         Ok((self.free_slots(span)? >= span).then_some(span))
@@ -201,10 +203,26 @@ impl<M: RingMemory> Producer<M> {
     /// Publishes `msg` if its slots are free. `Ok(false)` when they are not.
     #[inline(always)]
     pub(crate) fn try_send(&mut self, msg: &[u8]) -> Result<bool> {
-        let Some(span) = self.reserve(msg.len())? else {
+        if msg.len() > self.shape.slot_size {
+            return self.try_send_long(msg);
+        }
+        // One slot: the common case, with constant span (see `try_send_long`).
+        if self.free_slots(1)? == 0 {
+            return Ok(false);
+        }
+        self.mirror_head(1, msg.len() as u64);
+        self.write_and_commit(msg, 1);
+        Ok(true)
+    }
+
+    /// [`Producer::try_send`] of a message longer than a slot.
+    #[cold]
+    fn try_send_long(&mut self, msg: &[u8]) -> Result<bool> {
+        let Some(span) = self.reserve_long(msg.len())? else {
             return Ok(false);
         };
-        self.mirror_head(span, 1, msg.len() as u64);
+        self.mirror_head(span, msg.len() as u64);
+        self.add_extra(span - 1);
         self.write_and_commit(msg, span);
         Ok(true)
     }
@@ -224,7 +242,7 @@ impl<M: RingMemory> Producer<M> {
         let free = self.free_slots(msgs.len() as u64)?;
         let n = msgs.len().min(free as usize);
         let bytes = msgs[..n].iter().map(|m| m.len() as u64).sum();
-        self.mirror_head(n as u64, n as u64, bytes);
+        self.mirror_head(n as u64, bytes);
         for msg in &msgs[..n] {
             self.write_and_commit(msg, 1);
         }
@@ -279,7 +297,10 @@ impl<M: RingMemory> Producer<M> {
             }
             .into());
         }
-        self.mirror_head(used, 1, len as u64);
+        self.mirror_head(used, len as u64);
+        if used > 1 {
+            self.add_extra(used - 1);
+        }
         self.commit(len as u32, used);
         Ok(true)
     }
@@ -293,20 +314,23 @@ impl<M: RingMemory> Producer<M> {
         Ok(())
     }
 
-    /// Stores the mirrored head, message count and byte count for the `span` slots (of
-    /// `messages` messages) about to be committed. They are stored *before* the commits,
-    /// so whoever acquires a commit word (and then the tail derived from it) never sees
-    /// `head < tail`.
+    /// Stores the mirrored head and byte count for the `span` slots about to be committed.
+    /// They are stored *before* the commits, so whoever acquires a commit word (and then
+    /// the tail derived from it) never sees `head < tail`.
     #[inline(always)]
-    fn mirror_head(&mut self, span: u64, messages: u64, bytes: u64) {
-        // Statistics that start from the mapping's (untrusted) counts: they wrap.
+    fn mirror_head(&mut self, span: u64, bytes: u64) {
+        // A statistic that starts from the mapping's (untrusted) count: it wraps.
         self.bytes = self.bytes.wrapping_add(bytes);
-        self.messages = self.messages.wrapping_add(messages);
         self.mem.head().store(self.head + span, Ordering::Relaxed);
         self.mem.head_bytes().store(self.bytes, Ordering::Relaxed);
-        self.mem
-            .head_messages()
-            .store(self.messages, Ordering::Relaxed);
+    }
+
+    /// Counts `slots` published slots that start no message (stats: `head - extra`).
+    #[cold]
+    fn add_extra(&mut self, slots: u64) {
+        // A statistic that starts from the mapping's (untrusted) count: it wraps.
+        self.extra = self.extra.wrapping_add(slots);
+        self.mem.head_extra().store(self.extra, Ordering::Relaxed);
     }
 
     /// Writes `msg` into the `span` slots at `head` and commits it. The caller reserved

@@ -47,6 +47,12 @@ impl Record {
         self.0.get() >> 32
     }
 
+    /// A message of one slot (span 1, not padding): one comparison of the word.
+    #[inline(always)]
+    pub(crate) fn is_one_slot_message(self) -> bool {
+        self.0.get().wrapping_sub(1 << 32) < u64::from(PADDING)
+    }
+
     /// A padding record: no message, skip `span` slots.
     #[inline(always)]
     pub(crate) fn is_padding(self) -> bool {
@@ -176,6 +182,11 @@ mod tests {
         // Padding from slot 5 covers 5, 6, 7.
         let padding = ok(13, 0, PADDING, 3).unwrap();
         assert!(padding.is_padding() && padding.span() == 3);
+        assert!(!padding.is_one_slot_message());
+        assert!(ok(3, 0, 48, 1).unwrap().is_one_slot_message());
+        assert!(!ok(3, 0, 100, 2).unwrap().is_one_slot_message());
+        // Padding of one slot (from the last slot) is not a message either.
+        assert!(!ok(7, 0, PADDING, 1).unwrap().is_one_slot_message());
         let corrupt = [
             ok(3, 0, 5, 0),            // a small message with span 0
             ok(3, 0, 5, 2),            // ... or 2

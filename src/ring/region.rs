@@ -162,12 +162,12 @@ unsafe impl RingMemory for Region {
         &self.header().consumer.bytes
     }
     #[inline]
-    fn head_messages(&self) -> &AtomicU64 {
-        &self.header().producer.messages
+    fn head_extra(&self) -> &AtomicU64 {
+        &self.header().producer.extra
     }
     #[inline]
-    fn tail_messages(&self) -> &AtomicU64 {
-        &self.header().consumer.messages
+    fn tail_extra(&self) -> &AtomicU64 {
+        &self.header().consumer.extra
     }
     #[inline]
     fn commit(&self, slot: usize) -> &AtomicU64 {
