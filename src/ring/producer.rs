@@ -233,8 +233,11 @@ impl<M: RingMemory> Producer<M> {
     pub(crate) fn try_send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize> {
         let mut long = false;
         for msg in msgs {
-            self.check_len(msg.len())?;
-            long |= msg.len() > self.shape.slot_size;
+            // A message of one slot is never too long; only longer ones need the check.
+            if msg.len() > self.shape.slot_size {
+                self.check_len(msg.len())?;
+                long = true;
+            }
         }
         if long {
             return self.try_send_each(msgs);
