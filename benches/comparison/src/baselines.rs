@@ -218,16 +218,32 @@ impl RawRing {
 
     /// Produces `n` copies of `msg`.
     pub fn produce(&self, m: &Mapping, msg: &[u8], n: u64) {
+        // SAFETY: `produce_with` passes a free, in-bounds slot that `msg` fits.
+        self.produce_with(m, msg, n, |dst, src| unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len())
+        });
+    }
+
+    /// [`RawRing::produce`] with non-temporal (streaming) stores: each message goes to
+    /// memory around the producer's cache, then a store fence orders it before `head`.
+    pub fn produce_streaming(&self, m: &Mapping, msg: &[u8], n: u64) {
+        // SAFETY: `produce_with` passes a free, in-bounds slot that `msg` fits, 64-aligned
+        // (slots start at 4096 with strides that are multiples of 64).
+        self.produce_with(m, msg, n, |dst, src| unsafe { copy_streaming(dst, src) });
+    }
+
+    /// Produces `n` copies of `msg` (cut to the slot size), each written by `copy` into its
+    /// slot.
+    fn produce_with(&self, m: &Mapping, msg: &[u8], n: u64, copy: impl Fn(*mut u8, &[u8])) {
         let (head, tail) = (m.u64_at(HEAD), m.u64_at(TAIL));
+        let msg = &msg[..msg.len().min(self.size)];
         let mut cached_tail = 0;
         for i in 0..n {
             while i - cached_tail >= self.slots {
                 cached_tail = tail.load(Ordering::Acquire);
                 std::hint::spin_loop();
             }
-            let slot = m.bytes_at(self.slot_offset(i), self.size);
-            // SAFETY: the slot is free (tail passed it) and in bounds; `msg` fits.
-            unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), slot, msg.len().min(self.size)) };
+            copy(m.bytes_at(self.slot_offset(i), self.size), msg);
             head.store(i + 1, Ordering::Release);
         }
     }
@@ -236,6 +252,29 @@ impl RawRing {
     /// least look at a message, which moves its first cache line across cores, as the
     /// transport's consumer does when it checks the slot's commit word), then sets `done`.
     pub fn consume(&self, m: &Mapping, n: u64) {
+        self.consume_with(m, n, |words| {
+            // SAFETY: published, in bounds and aligned (see `consume_with`).
+            std::hint::black_box(unsafe { std::ptr::read_volatile(words) });
+        });
+    }
+
+    /// Consumes `n` messages, reading every word of each in place (as the large-message
+    /// consumer of this transport's bench does), then sets `done`.
+    pub fn consume_all(&self, m: &Mapping, n: u64) {
+        let len = self.size / 8;
+        self.consume_with(m, n, |words| {
+            // SAFETY: published, in bounds and aligned (see `consume_with`); u64 has no
+            // invalid bit patterns.
+            let words = unsafe { std::slice::from_raw_parts(words, len) };
+            std::hint::black_box(words.iter().fold(0u64, |acc, w| acc ^ w));
+        });
+    }
+
+    /// Consumes `n` messages, calling `read` on each slot's first word, then sets `done`.
+    /// The pointer is published (head passed it), in bounds for `size` bytes and 8-aligned
+    /// (slots start at 4096 with sizes that are multiples of 64), and the slot is not
+    /// rewritten until `read` returns and tail moves.
+    fn consume_with(&self, m: &Mapping, n: u64, read: impl Fn(*const u64)) {
         let (head, tail) = (m.u64_at(HEAD), m.u64_at(TAIL));
         let mut cached_head = 0;
         for i in 0..n {
@@ -243,10 +282,11 @@ impl RawRing {
                 cached_head = head.load(Ordering::Acquire);
                 std::hint::spin_loop();
             }
-            let slot = m.bytes_at(self.slot_offset(i), self.size);
-            // SAFETY: published (head passed it), in bounds and 8-aligned (slots start at 4096
-            // with sizes that are multiples of 64), not rewritten until tail moves.
-            std::hint::black_box(unsafe { std::ptr::read_volatile(slot.cast::<u64>()) });
+            read(
+                m.bytes_at(self.slot_offset(i), self.size)
+                    .cast::<u64>()
+                    .cast_const(),
+            );
             tail.store(i + 1, Ordering::Release);
         }
         m.u64_at(DONE).store(1, Ordering::Release);
@@ -261,6 +301,43 @@ impl RawRing {
 }
 
 /// One 64-byte round trip over a stream (Unix socket, pipes).
+/// Copies `src` to `dst` with non-temporal stores (SSE2's `movntdq`, 16 bytes at a time;
+/// the tail with plain stores), then fences them (`sfence`): streaming stores are weakly
+/// ordered, so without the fence a later Release store could become visible first.
+///
+/// # Safety
+/// `dst` is valid for `src.len()` bytes, 16-byte aligned, and does not overlap `src`.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn copy_streaming(dst: *mut u8, src: &[u8]) {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+    let whole = src.len() / 16 * 16;
+    let mut i = 0;
+    while i < whole {
+        // SAFETY: `i + 16 <= src.len()`, `dst + i` is 16-aligned and in bounds (caller);
+        // SSE2 is part of x86_64.
+        unsafe {
+            let v = _mm_loadu_si128(src.as_ptr().add(i).cast::<__m128i>());
+            _mm_stream_si128(dst.add(i).cast::<__m128i>(), v);
+        }
+        i += 16;
+    }
+    // SAFETY: the rest is in bounds of both (caller); the fence has no preconditions.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr().add(whole), dst.add(whole), src.len() - whole);
+        _mm_sfence();
+    }
+}
+
+/// Elsewhere: a plain copy.
+///
+/// # Safety
+/// `dst` is valid for `src.len()` bytes and does not overlap `src`.
+#[cfg(not(target_arch = "x86_64"))]
+pub unsafe fn copy_streaming(dst: *mut u8, src: &[u8]) {
+    // SAFETY: as the caller guarantees.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) }
+}
+
 pub fn stream_ping(
     w: &mut impl Write,
     r: &mut impl Read,

@@ -34,7 +34,8 @@ pub(crate) fn run(role: Role, name: &str) -> Result<(), Error> {
         Role::SpinCapnp => capnp(name, Trust::Cooperating),
         Role::SpinUntrusted => channel(name, WaitMode::Poll, Trust::Untrusted),
         Role::CapnpUntrusted => capnp(name, Trust::Untrusted),
-        Role::Ring { size, slots, n } => ring(name, size as usize, slots, n),
+        Role::Ring { size, slots, n } => ring(name, size as usize, slots, n, false),
+        Role::RingAll { size, slots, n } => ring(name, size as usize, slots, n, true),
         Role::Stream { n } => stream(name, n, Trust::Cooperating),
         Role::StreamUntrusted { n } => stream(name, n, Trust::Untrusted),
         Role::Large { n } => large(name, n),
@@ -118,13 +119,16 @@ fn capnp(name: &str, trust: Trust) -> Result<(), Error> {
     }
 }
 
-/// Consumes `n` messages from the minimal ring.
-fn ring(name: &str, size: usize, slots: u64, n: u64) -> Result<(), Error> {
+/// Consumes `n` messages from the minimal ring, reading the first word of each or, with
+/// `all`, every word.
+fn ring(name: &str, size: usize, slots: u64, n: u64, all: bool) -> Result<(), Error> {
     let ring = RawRing { slots, size };
-    ring.consume(
-        &Mapping::open(name, ring.len()).map_err(|e| err("shm", e))?,
-        n,
-    );
+    let m = Mapping::open(name, ring.len()).map_err(|e| err("shm", e))?;
+    if all {
+        ring.consume_all(&m, n);
+    } else {
+        ring.consume(&m, n);
+    }
     Ok(())
 }
 

@@ -191,6 +191,8 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
         stream: vec![Vec::new(); STREAMS.len()],
         large: Vec::new(),
         large_in_64k: Vec::new(),
+        large_floor: Vec::new(),
+        large_floor_streaming: Vec::new(),
         memcpy: Vec::new(),
         board: board::BoardSamples::default(),
         idle: None,
@@ -212,6 +214,16 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
             &format!("large64k-{round}"),
             64 << 10,
             128,
+        )?);
+        s.large_floor.push(stream::large_floor(
+            &plan,
+            &format!("large-floor-{round}"),
+            false,
+        )?);
+        s.large_floor_streaming.push(stream::large_floor(
+            &plan,
+            &format!("large-floor-nt-{round}"),
+            true,
         )?);
         board::measure(&plan, round, &mut s.board)?;
         eprintln!(

@@ -42,6 +42,13 @@ pub(crate) enum Role {
         slots: u64,
         n: u64,
     },
+    /// Consumes `n` messages of `size` bytes from the minimal ring of `slots` slots,
+    /// reading every word (the large-message floor).
+    RingAll {
+        size: u64,
+        slots: u64,
+        n: u64,
+    },
     /// Receives `n` messages from a channel, then acknowledges.
     Stream {
         n: u64,
@@ -82,6 +89,7 @@ impl Role {
             Role::SpinUntrusted => ("spin_untrusted", &[]),
             Role::CapnpUntrusted => ("capnp_untrusted", &[]),
             Role::Ring { size, slots, n } => ("ring", &[*size, *slots, *n]),
+            Role::RingAll { size, slots, n } => ("ring_all", &[*size, *slots, *n]),
             Role::Stream { n } => ("stream", &[*n]),
             Role::StreamUntrusted { n } => ("stream_untrusted", &[*n]),
             Role::Large { n } => ("large", &[*n]),
@@ -120,6 +128,7 @@ impl Role {
             ("spin_untrusted", []) => Role::SpinUntrusted,
             ("capnp_untrusted", []) => Role::CapnpUntrusted,
             ("ring", &[size, slots, n]) => Role::Ring { size, slots, n },
+            ("ring_all", &[size, slots, n]) => Role::RingAll { size, slots, n },
             ("stream", &[n]) => Role::Stream { n },
             ("stream_untrusted", &[n]) => Role::StreamUntrusted { n },
             ("large", &[n]) => Role::Large { n },
@@ -212,6 +221,11 @@ mod tests {
                 size: 1024,
                 slots: 256,
                 n: 7,
+            },
+            Role::RingAll {
+                size: 4096,
+                slots: 8,
+                n: 2,
             },
             Role::Stream { n: 3 },
             Role::Large { n: 4 },

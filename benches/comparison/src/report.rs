@@ -21,6 +21,9 @@ pub(crate) struct Samples {
     pub large: Vec<f64>,
     /// GB/s of 1 MiB messages per round through 64 KiB slots (17 slots per message).
     pub large_in_64k: Vec<f64>,
+    /// GB/s of 1 MiB messages through the minimal ring: plain and streaming stores.
+    pub large_floor: Vec<f64>,
+    pub large_floor_streaming: Vec<f64>,
     /// Single-thread memcpy GB/s per round.
     pub memcpy: Vec<f64>,
     /// The latest-value board's rows.
@@ -92,6 +95,8 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
     let memcpy = median(&mut s.memcpy);
     let ours_1m = median(&mut s.large);
     let ours_1m_in_64k = median(&mut s.large_in_64k);
+    let floor_1m = median(&mut s.large_floor);
+    let floor_1m_streaming = median(&mut s.large_floor_streaming);
     let by = |k: &str| rtt_p50[RTT.iter().position(|(x, _)| *x == k).expect("kind")];
     let ice_p50 = median(&mut s.iceoryx2.clone());
     let ice_p99 = quantile(&mut s.iceoryx2, 0.99);
@@ -119,6 +124,7 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
         "large_gb_per_sec": {
             "memcpy_1m": num(memcpy), "ours_1m": num(ours_1m),
             "ours_1m_in_64k_slots": num(ours_1m_in_64k),
+            "floor_1m": num(floor_1m), "floor_1m_streaming": num(floor_1m_streaming),
         },
         "board_ns": {"read_64": num(b_read), "write_64": num(b_write), "closest_64": num(b_closest), "rtt_64": num(b_rtt)},
         "board_gb_per_sec": {"cycle_1m": num(b_cycle)},
@@ -136,6 +142,9 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
             "stream_64_of_floor": ratio(st[1], st[0]),
             "large_of_memcpy": ratio(ours_1m, memcpy),
             "large_in_64k_slots_of_memcpy": ratio(ours_1m_in_64k, memcpy),
+            "large_of_floor_1m": ratio(ours_1m, floor_1m),
+            "floor_1m_of_memcpy": ratio(floor_1m, memcpy),
+            "floor_1m_streaming_over_plain": ratio(floor_1m_streaming, floor_1m),
             "spin_untrusted_over_spin": ratio(by("spin_untrusted"), by("spin")),
             "capnp_untrusted_over_capnp": ratio(by("capnp_untrusted"), by("spin_capnp")),
             "untrusted_64_of_ours": ratio(st[7], st[1]),

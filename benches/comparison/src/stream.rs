@@ -130,3 +130,33 @@ pub(crate) fn large(plan: &Plan, tag: &str, slot_size: usize, slots: usize) -> R
     peer.finish();
     Ok((n as usize * MIB) as f64 / t.as_secs_f64() / 1e9)
 }
+
+/// The large-message floor: 1 MiB messages through the minimal ring (8 slots, as
+/// [`large`]'s channel), the consumer reading every word; with `streaming` the producer
+/// copies with non-temporal stores. Returns GB/s.
+pub(crate) fn large_floor(plan: &Plan, tag: &str, streaming: bool) -> Result<f64, Error> {
+    let name = channel_name(tag);
+    let n = plan.large_messages;
+    let msg = vec![0x3cu8; MIB];
+    let ring = RawRing {
+        slots: 8,
+        size: MIB,
+    };
+    let m = Mapping::create(&name, ring.len()).map_err(|e| err("shm", e))?;
+    let role = Role::RingAll {
+        size: MIB as u64,
+        slots: ring.slots,
+        n,
+    };
+    let peer = Peer::spawn(role, &name, false)?;
+    let start = Instant::now();
+    if streaming {
+        ring.produce_streaming(&m, &msg, n);
+    } else {
+        ring.produce(&m, &msg, n);
+    }
+    ring.wait_done(&m);
+    let t = start.elapsed();
+    peer.finish();
+    Ok((n as usize * MIB) as f64 / t.as_secs_f64() / 1e9)
+}
