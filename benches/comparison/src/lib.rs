@@ -16,10 +16,15 @@ mod baselines;
 mod board;
 mod echo;
 mod idle;
+mod idle_sides;
 mod peer;
 mod report;
+mod report_rows;
 mod rtt;
+mod sizes;
+mod startup;
 mod stream;
+mod sweep;
 
 use std::time::{Duration, Instant};
 
@@ -194,6 +199,11 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
         memcpy: Vec::new(),
         board: board::BoardSamples::default(),
         idle: None,
+        rounds: plan.rounds,
+        by_size: vec![Vec::new(); sizes::SIZES.len()],
+        sweep: sweep::SweepSamples::default(),
+        startup: Vec::new(),
+        idle_sides: None,
     };
     for round in 0..plan.rounds {
         for ((kind, measure), out) in RTT.iter().zip(&mut s.rtt) {
@@ -214,6 +224,10 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
             128,
         )?);
         board::measure(&plan, round, &mut s.board)?;
+        sizes::measure(&plan, round, &mut s.by_size)?;
+        sweep::measure(&plan, round, &mut s.sweep)?;
+        s.startup
+            .push(startup::measure(&format!("startup-{round}"))?);
         eprintln!(
             "round {}/{} done ({:.1} s)",
             round + 1,
@@ -224,6 +238,7 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
     let awaiting = idle::measure("idle-async", true, plan.idle, plan.wakes)?;
     let blocking = idle::measure("idle-block", false, Duration::ZERO, plan.wakes)?;
     s.idle = Some((awaiting, blocking));
+    s.idle_sides = Some(idle_sides::measure("idle-sides", plan.idle)?);
     s.memcpy = (0..plan.rounds)
         .map(|_| baselines::memcpy_gb_per_sec(MIB, plan.large_messages as usize * MIB))
         .collect();
