@@ -179,7 +179,7 @@ fn typed_sample() -> Builder<HeapAllocator> {
     m
 }
 
-/// Runs the comparison (about 75 s; `quick`: under 20 s) and prints the table, or with
+/// Runs the comparison (about 100 s; `quick`: about 17 s, on a quiet 2-vCPU VM) and prints the table, or with
 /// `json` one JSON object as the last line on stdout. `peers` adds iceoryx2 when its
 /// binary is built (`benches/iceoryx2-peer`, or `CAPNP_SHM_ICEORYX2`).
 pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
