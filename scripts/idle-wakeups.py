@@ -4,7 +4,8 @@
 Runs `capnp-shm-demo run --pace off --wait block --seconds N --json` (N = 10 by default),
 samples /proc/<pid>/task/*/status (voluntary + involuntary context switches, per thread
 name from comm) of side A (the process started) and side B (its child) at 1 s and at
-N - 1 s, and prints the rates over that window, then the demo's own report (CPU per side).
+N - 1 s, and prints the rates over that window (and each thread's CPU from schedstat, in µs
+per second), then the demo's own report (CPU per side).
 
     scripts/idle-wakeups.py [path/to/capnp-shm-demo] [seconds]
 """
@@ -19,7 +20,7 @@ seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
 
 
 def threads(pid):
-    """{thread name: context switches} of one process (names summed)."""
+    """{thread name: (context switches, ns on CPU)} of one process (names summed)."""
     out = {}
     base = f"/proc/{pid}/task"
     for tid in os.listdir(base):
@@ -28,12 +29,15 @@ def threads(pid):
                 comm = f.read().strip()
             with open(f"{base}/{tid}/status") as f:
                 status = f.read()
+            with open(f"{base}/{tid}/schedstat") as f:
+                cpu_ns = int(f.read().split()[0])
         except OSError:
             continue
         n = sum(int(l.split()[1]) for l in status.splitlines()
                 if l.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")))
         name = "main" if tid == str(pid) else ("shm-recv" if comm.startswith("shm-recv") else comm)
-        out[name] = out.get(name, 0) + n
+        old = out.get(name, (0, 0))
+        out[name] = (old[0] + n, old[1] + cpu_ns)
     return out
 
 
@@ -56,8 +60,10 @@ out, _ = proc.communicate(timeout=seconds + 30)
 span = last[0] - first[0]
 for side, i in (("side_a", 1), ("side_b", 2)):
     for name in sorted(last[i]):
-        rate = (last[i][name] - first[i].get(name, 0)) / span
-        print(f"{side} {name:<16} {rate:8.1f} wake-ups/s")
+        before = first[i].get(name, (0, 0))
+        rate = (last[i][name][0] - before[0]) / span
+        cpu_us = (last[i][name][1] - before[1]) / span / 1000
+        print(f"{side} {name:<16} {rate:8.1f} wake-ups/s {cpu_us:8.1f} µs CPU/s")
 report = json.loads(out.strip().splitlines()[-1])
 for side in ("a", "b"):
     print(f"side_{side} cpu_percent {report[side]['cpu_percent']}")
