@@ -14,6 +14,19 @@ use std::time::Duration;
 use capnp_shm_transport::{Channel, Error};
 use common::TestName;
 
+/// Whether this process may open a pidfd (a kernel before 5.3 or a seccomp filter may
+/// refuse it; the monitor then keeps its 25 ms rounds).
+fn pidfd_available() -> bool {
+    // SAFETY: pidfd_open takes a pid and flags (0) and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: `fd` is the descriptor just opened, closed once.
+    unsafe { libc::close(fd as i32) };
+    true
+}
+
 /// Per thread id: (name, voluntary context switches so far).
 fn switches() -> BTreeMap<String, (String, u64)> {
     let mut out = BTreeMap::new();
@@ -38,6 +51,10 @@ fn switches() -> BTreeMap<String, (String, u64)> {
 
 #[test]
 fn an_idle_channel_wakes_its_threads_a_few_times_a_second_at_most() {
+    let pidfd = pidfd_available();
+    if !pidfd {
+        eprintln!("no pidfd here: the liveness monitors' wake-ups are not checked");
+    }
     let name = TestName::new("idle-wakeups");
     let a = Channel::builder(&*name)
         .slot_size(256)
@@ -69,7 +86,8 @@ fn an_idle_channel_wakes_its_threads_a_few_times_a_second_at_most() {
         };
         let limit = match comm.as_str() {
             // 4 rounds a second (250 ms) while the peer is watched through a pidfd.
-            "shm-liveness" => 10,
+            "shm-liveness" if pidfd => 10,
+            "shm-liveness" => u64::MAX,
             // Slices of 800 ms and 1 s by now.
             c if c.starts_with("shm-recv") || c == "idle-recv" => 5,
             _ => continue,
