@@ -63,7 +63,7 @@ mod sync;
 mod wait;
 
 pub use error::{Corruption, Error, Result};
-pub use wait::{lower_timer_slack, Timeout, WaitMode, MAX_POLL_US, SLEEP_SLICE};
+pub use wait::{lower_timer_slack, Timeout, WaitMode, MAX_IDLE_SLICE, MAX_POLL_US, SLEEP_SLICE};
 
 not_under_loom! {
     mod futex;

@@ -23,6 +23,13 @@ use crate::sync::{AtomicBool, AtomicU64, Ordering};
 /// sets how often the monitor runs (a quarter of it).
 pub const DEFAULT_DEAD_AFTER: Duration = Duration::from_millis(100);
 
+/// How often the monitor runs while it watches a live peer through a pidfd (when that is
+/// longer than its usual period). The pidfd wakes it the moment the peer exits, and such a
+/// peer shares our pid namespace, so it watches us the same way and never reads our
+/// heartbeat; a round then only notices a clean close (for the `PeerClosed` event and side
+/// B's reconnection; calls see the closed flag themselves) and a truncated segment.
+pub(crate) const WATCHED_PERIOD: Duration = Duration::from_millis(250);
+
 /// How long a monitor started from now on waits before its first heartbeat, in µs: a test
 /// seam (see [`delay_first_heartbeat`]), 0 otherwise.
 static FIRST_BEAT_DELAY_US: AtomicU64 = AtomicU64::new(0);
@@ -332,10 +339,11 @@ fn run(
         // Check before waiting, so the pidfd is open from the first round on.
         // SYNC POINT with the peer's Release store of its closed flag (`Link`'s
         // `set_control_word`); the same copy the data path reads (`Link::peer_closed`).
+        let mut verdict = None;
         let now = if closed.load(Ordering::Acquire) != 0 {
             Some(PeerChange::Closed)
         } else {
-            match watch.check(peer, &me) {
+            match *verdict.insert(watch.check(peer, &me)) {
                 Verdict::Dead if peer_lock_held(&watched) => None,
                 Verdict::Dead => Some(PeerChange::Died),
                 // An attached peer whose owner lock is free has exited (the kernel drops
@@ -369,7 +377,9 @@ fn run(
             _ => {}
         }
         reported = now;
-        watch.wait(period, stop_fd);
+        // A live peer whose exit the pidfd reports at once: rounds can be rarer.
+        let by_pidfd = verdict == Some(Verdict::Alive) && watch.pidfd.is_some() && !truncated;
+        watch.wait(if by_pidfd { period.max(WATCHED_PERIOD) } else { period }, stop_fd);
     }
 }
 

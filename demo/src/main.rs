@@ -10,6 +10,7 @@ mod report;
 mod rpc;
 mod side;
 mod tools;
+mod wakeup;
 
 use std::process::ExitCode;
 use std::time::Duration;

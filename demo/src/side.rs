@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use crate::demo_capnp::sample;
 use crate::pacing::{Change, Pace, Schedule};
 use crate::report::{latency_histogram, print_table, CpuMeter, Report};
+use crate::wakeup::Wakeup;
 use crate::{Traffic, Wait};
 
 /// Payload bytes carried by each demo message.
@@ -120,8 +121,13 @@ fn wait_name(control: &Control) -> &'static str {
     }
 }
 
-/// Attaches one side: create (A) or open (B), with the receive callback and events.
-fn attach(config: &SideConfig, seen: &Arc<Mutex<Seen>>) -> Result<Channel, DemoError> {
+/// Attaches one side: create (A) or open (B), with the receive callback and events; every
+/// event also wakes the main thread (`wakeup`).
+fn attach(
+    config: &SideConfig,
+    seen: &Arc<Mutex<Seen>>,
+    wakeup: &Arc<Wakeup>,
+) -> Result<Channel, DemoError> {
     let recorder = seen.clone();
     let mut builder = Channel::builder(&config.name)
         .slot_size(config.traffic.slot_size)
@@ -141,16 +147,21 @@ fn attach(config: &SideConfig, seen: &Arc<Mutex<Seen>>) -> Result<Channel, DemoE
         Wait::Spin => builder.poll_interval(Duration::ZERO),
         Wait::Sleep => builder.poll_interval(Duration::from_micros(config.poll_us.max(1).into())),
     };
+    let report = (!config.creator && config.reconnect).then(|| (config.traffic.json, seen.clone()));
+    let wakeup = wakeup.clone();
+    builder = builder.on_event(move |event| {
+        if let Some((json, seen)) = &report {
+            report_event(event, *json, seen);
+        }
+        wakeup.notify();
+    });
     if config.creator {
         return Ok(builder.create()?);
     }
     if config.reconnect {
-        let json = config.traffic.json;
-        let seen = seen.clone();
         builder = builder
             .reconnect(ReconnectPolicy::default())
-            .on_disconnect(OnDisconnect::WaitForReconnect)
-            .on_event(move |event| report_event(event, json, &seen));
+            .on_disconnect(OnDisconnect::WaitForReconnect);
     }
     Ok(builder.open_timeout(config.open_timeout).open()?)
 }
@@ -200,7 +211,8 @@ fn run_then(
         second: latency_histogram(),
         second_received: 0,
     }));
-    let mut channel = attach(config, &seen)?;
+    let wakeup = Arc::new(Wakeup::default());
+    let mut channel = attach(config, &seen, &wakeup)?;
     if let Some(us) = config.remote_poll_us {
         let wait = if us == 0 { Wait::Spin } else { Wait::Sleep };
         apply_wait(channel.control(), true, wait, us)?;
@@ -249,9 +261,10 @@ fn run_then(
         }
         match config.traffic.pace {
             Pace::Off => {
-                std::thread::sleep(
-                    Duration::from_millis(10).min(end.saturating_duration_since(now)),
-                );
+                // Nothing to send: sleep until the next thing to do (the end, the next
+                // second's line, the next schedule step) or a channel event.
+                let step = steps.peek().map(|s| start + s.at);
+                wakeup.wait_until(step.into_iter().fold(end.min(next_tick), Instant::min));
                 if peer_check(&channel, config.reconnect)? == Some(true) {
                     break;
                 }

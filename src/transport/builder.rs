@@ -124,10 +124,13 @@ impl ChannelBuilder {
         self
     }
 
-    /// In [`WaitMode::Block`], the longest single futex sleep before a waiter re-checks on
-    /// its own (it is normally woken by the peer long before). Bounds how long a wake-up
-    /// missed during a live mode switch can delay a message. Default [`wait::SLEEP_SLICE`]
-    /// (50 ms); at least 1 ms.
+    /// In [`WaitMode::Block`], how long a waiter's first futex sleep lasts before it
+    /// re-checks on its own (it is normally woken by the peer long before); each later
+    /// sleep of the same idle stretch that nothing interrupted lasts twice as long, up to
+    /// [`MAX_IDLE_SLICE`](crate::MAX_IDLE_SLICE) (1 s; a longer slice stays as it is), so an
+    /// idle side wakes about once a second. Bounds how long a wake-up missed during a live
+    /// mode switch can delay a message: the first sleep after a switch to `Block` lasts
+    /// one slice. Default [`wait::SLEEP_SLICE`] (50 ms); at least 1 ms.
     pub fn sleep_slice(mut self, slice: Duration) -> Self {
         self.sleep_slice = slice;
         self

@@ -175,3 +175,23 @@ fn a_stop_request_wakes_a_sleeping_receive_thread() {
         stopper.join().unwrap();
     });
 }
+
+#[test]
+fn a_switch_away_from_block_ends_a_sleep_it_did_not_wake() {
+    loom::model(|| {
+        let words = Arc::new(Words::blocking());
+        let switcher = {
+            let words = words.clone();
+            thread::spawn(move || {
+                // `Control::set_local_wait_mode`: the mode (Relaxed: the fences order it),
+                // then wake all. Its wake-up may come before the sleeper announces itself.
+                words.mode.store(WaitMode::Poll as u32, Ordering::Relaxed);
+                wake_all(&words.wait);
+            })
+        };
+        // One idle round that chose Block: it must not sleep past the switch (the mock
+        // futex never times out, so a sleep nobody ends is a deadlock).
+        assert!(sleeper().idle(&words.policy(), || false));
+        switcher.join().unwrap();
+    });
+}

@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 use crate::error::Error;
 use crate::sync::{fence, futex, thread, AtomicU32, Ordering};
 
+mod slices;
+use slices::Slices;
+pub use slices::MAX_IDLE_SLICE;
+
 /// The longest poll interval, in µs, a waiter honours (1 s); larger values read from the
 /// header are clamped to it.
 pub const MAX_POLL_US: u32 = 1_000_000;
@@ -81,8 +85,9 @@ const SPINS_PER_CLOCK_CHECK: u32 = 64;
 const SPIN_PHASE: Duration = Duration::from_micros(20);
 /// How many times a blocking waiter yields before it sleeps on the futex.
 const YIELDS: u32 = 8;
-/// Default longest single futex sleep; the waiter then re-checks (peer state, mode
-/// changes). See `ChannelBuilder::sleep_slice`.
+/// Default first futex sleep of an idle stretch; the waiter then re-checks (peer state,
+/// mode changes), and each later sleep that nothing interrupted lasts twice as long, up to
+/// [`MAX_IDLE_SLICE`]. See `ChannelBuilder::sleep_slice`.
 pub const SLEEP_SLICE: Duration = Duration::from_millis(50);
 
 /// The shared words that decide how one waiter idles.
@@ -150,6 +155,7 @@ pub(crate) struct Waiter {
     phase: Phase,
     idle_since: Option<Instant>,
     yields: u32,
+    slices: Slices,
 }
 
 impl Waiter {
@@ -168,6 +174,7 @@ impl Waiter {
             phase: backoff.first_phase(),
             idle_since: None,
             yields: 0,
+            slices: Slices::default(),
         }
     }
 
@@ -177,6 +184,7 @@ impl Waiter {
         self.phase = self.backoff.first_phase();
         self.idle_since = None;
         self.yields = 0;
+        self.slices.reset();
     }
 
     /// Waits one idle round per the policy's words (read afresh each round, so a change
@@ -185,8 +193,11 @@ impl Waiter {
     #[inline]
     pub(crate) fn idle(&mut self, policy: &Policy<'_>, ready: impl FnOnce() -> bool) -> bool {
         match WaitMode::from_word(policy.mode.load(Ordering::Relaxed)) {
-            WaitMode::Poll => self.idle_poll(policy.poll_us),
-            WaitMode::Block => self.idle_block(policy.wait_word, policy.sleep_slice, ready),
+            WaitMode::Poll => {
+                self.slices.reset();
+                self.idle_poll(policy.poll_us)
+            }
+            WaitMode::Block => self.idle_block(policy, ready),
         }
     }
 
@@ -212,12 +223,8 @@ impl Waiter {
         self.remaining().is_some()
     }
 
-    fn idle_block(
-        &mut self,
-        wait_word: &AtomicU32,
-        slice: Duration,
-        ready: impl FnOnce() -> bool,
-    ) -> bool {
+    fn idle_block(&mut self, policy: &Policy<'_>, ready: impl FnOnce() -> bool) -> bool {
+        let wait_word = policy.wait_word;
         match self.phase {
             Phase::Spin => {
                 let more = self.spin();
@@ -250,8 +257,18 @@ impl Waiter {
                 // re-check below sees the peer's publication (or close), or the peer sees
                 // our announcement and wakes us.
                 fence(Ordering::SeqCst);
-                if !ready() {
-                    futex::wait(wait_word, 1, remaining.min(slice));
+                // A mode change stores the mode, then wakes all (`wake_all`'s fence): the
+                // same handshake, so either it wakes us or this load sees the new mode.
+                let block = || policy.mode.load(Ordering::Relaxed) == WaitMode::Block as u32;
+                if !ready() && block() {
+                    let slice = self.slices.slice(policy.sleep_slice);
+                    let asked = remaining.min(slice);
+                    let slept = Instant::now();
+                    futex::wait(wait_word, 1, asked);
+                    self.slices
+                        .after_sleep(asked == slice && slept.elapsed() >= slice);
+                } else {
+                    self.slices.reset();
                 }
                 wait_word.store(0, Ordering::Relaxed);
                 true
@@ -401,6 +418,25 @@ mod tests {
             wait_word: &w[2],
             sleep_slice: Duration::from_secs(60),
         }
+    }
+
+    #[test]
+    fn a_mode_switched_away_from_block_just_before_the_sleep_is_not_slept_through() {
+        // The switch lands after the waiter chose Block, its wake-up (`wake_all`) before
+        // the waiter announced itself, so it woke nobody (simulated: only the store,
+        // seen by the re-check): the waiter must not sleep a whole (60 s) slice.
+        let w = words(WaitMode::Block, 0);
+        let mut waiter =
+            Waiter::with_backoff(Timeout::After(Duration::from_secs(30)), Backoff::NONE);
+        let start = Instant::now();
+        assert!(waiter.idle(&policy(&w), || {
+            w[0].store(WaitMode::Poll as u32, Ordering::Relaxed);
+            false
+        }));
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "slept through the switch"
+        );
     }
 
     #[test]

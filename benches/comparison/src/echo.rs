@@ -43,6 +43,12 @@ pub(crate) fn run(role: Role, name: &str) -> Result<(), Error> {
         Role::BoardWriter => crate::board::writer_peer(name),
         Role::BoardReader => crate::board::reader_peer(name),
         Role::BoardEcho => crate::board::echo_peer(name),
+        Role::Startup { spawned_ns } => crate::startup::peer(name, spawned_ns),
+        Role::IdleSide {
+            side,
+            ms,
+            spawned_ns,
+        } => crate::idle_sides::peer(name, side, ms, spawned_ns),
     }
 }
 

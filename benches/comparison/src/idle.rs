@@ -36,7 +36,7 @@ pub fn cpu_time() -> Duration {
 }
 
 /// CLOCK_MONOTONIC in ns: the same clock in both processes.
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     // SAFETY: clock_gettime fills the zeroed timespec we pass.
     let ts = unsafe {
         let mut ts: libc::timespec = std::mem::zeroed();

@@ -16,10 +16,15 @@ mod baselines;
 mod board;
 mod echo;
 mod idle;
+mod idle_sides;
 mod peer;
 mod report;
+mod report_rows;
 mod rtt;
+mod sizes;
+mod startup;
 mod stream;
+mod sweep;
 
 use std::time::{Duration, Instant};
 
@@ -174,7 +179,7 @@ fn typed_sample() -> Builder<HeapAllocator> {
     m
 }
 
-/// Runs the comparison (about 75 s; `quick`: under 20 s) and prints the table, or with
+/// Runs the comparison (about 100 s; `quick`: about 17 s, on a quiet 2-vCPU VM) and prints the table, or with
 /// `json` one JSON object as the last line on stdout. `peers` adds iceoryx2 when its
 /// binary is built (`benches/iceoryx2-peer`, or `CAPNP_SHM_ICEORYX2`).
 pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
@@ -196,6 +201,11 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
         memcpy: Vec::new(),
         board: board::BoardSamples::default(),
         idle: None,
+        rounds: plan.rounds,
+        by_size: vec![Vec::new(); sizes::SIZES.len()],
+        sweep: sweep::SweepSamples::default(),
+        startup: Vec::new(),
+        idle_sides: None,
     };
     for round in 0..plan.rounds {
         for ((kind, measure), out) in RTT.iter().zip(&mut s.rtt) {
@@ -226,6 +236,10 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
             true,
         )?);
         board::measure(&plan, round, &mut s.board)?;
+        sizes::measure(&plan, round, &mut s.by_size)?;
+        sweep::measure(&plan, round, &mut s.sweep)?;
+        s.startup
+            .push(startup::measure(&format!("startup-{round}"))?);
         eprintln!(
             "round {}/{} done ({:.1} s)",
             round + 1,
@@ -236,6 +250,7 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
     let awaiting = idle::measure("idle-async", true, plan.idle, plan.wakes)?;
     let blocking = idle::measure("idle-block", false, Duration::ZERO, plan.wakes)?;
     s.idle = Some((awaiting, blocking));
+    s.idle_sides = Some(idle_sides::measure("idle-sides", plan.idle)?);
     s.memcpy = (0..plan.rounds)
         .map(|_| baselines::memcpy_gb_per_sec(MIB, plan.large_messages as usize * MIB))
         .collect();

@@ -68,6 +68,18 @@ pub(crate) enum Role {
     BoardWriter,
     BoardReader,
     BoardEcho,
+    /// A fresh process that opens side B and receives the message waiting there; the
+    /// harness spawned it at `spawned_ns` (CLOCK_MONOTONIC).
+    Startup {
+        spawned_ns: u64,
+    },
+    /// An idle side in block mode (A, with a receive thread, when `side` is 0; else B, in a
+    /// blocking `recv`) until `ms` after `spawned_ns`; reports CPU and wake-ups.
+    IdleSide {
+        side: u64,
+        ms: u64,
+        spawned_ns: u64,
+    },
 }
 
 impl Role {
@@ -97,6 +109,12 @@ impl Role {
             Role::BoardWriter => ("board_writer", &[]),
             Role::BoardReader => ("board_reader", &[]),
             Role::BoardEcho => ("board_echo", &[]),
+            Role::Startup { spawned_ns } => ("startup", &[*spawned_ns]),
+            Role::IdleSide {
+                side,
+                ms,
+                spawned_ns,
+            } => ("idle_side", &[*side, *ms, *spawned_ns]),
         };
         let mut args = vec![kind.to_string(), name.to_string()];
         args.extend(numbers.iter().map(u64::to_string));
@@ -136,6 +154,12 @@ impl Role {
             ("board_writer", []) => Role::BoardWriter,
             ("board_reader", []) => Role::BoardReader,
             ("board_echo", []) => Role::BoardEcho,
+            ("startup", &[spawned_ns]) => Role::Startup { spawned_ns },
+            ("idle_side", &[side, ms, spawned_ns]) => Role::IdleSide {
+                side,
+                ms,
+                spawned_ns,
+            },
             _ => return Err(err("unknown bench peer", args.join(" "))),
         };
         Ok((role, name.clone()))
@@ -233,6 +257,12 @@ mod tests {
             Role::BoardWriter,
             Role::BoardReader,
             Role::BoardEcho,
+            Role::Startup { spawned_ns: 11 },
+            Role::IdleSide {
+                side: 1,
+                ms: 12,
+                spawned_ns: 13,
+            },
         ] {
             let args = role.args("chan");
             assert_eq!(Role::parse(&args).unwrap(), (role, "chan".to_string()));

@@ -28,9 +28,19 @@ pub(crate) struct Samples {
     pub memcpy: Vec<f64>,
     /// The latest-value board's rows.
     pub board: crate::board::BoardSamples,
+    /// Rounds run (each per-batch vector holds this many equal runs).
+    pub rounds: usize,
+    /// Per message size of `sizes::SIZES`: per-batch ns per busy-spin round trip.
+    pub by_size: Vec<Vec<f64>>,
+    /// The ring size sweep.
+    pub sweep: crate::sweep::SweepSamples,
+    /// One cold start per round.
+    pub startup: Vec<crate::startup::Startup>,
+    /// The two idle sides in block mode (A, B).
+    pub idle_sides: Option<(crate::idle_sides::Side, crate::idle_sides::Side)>,
 }
 
-fn median(v: &mut [f64]) -> Option<f64> {
+pub(crate) fn median(v: &mut [f64]) -> Option<f64> {
     quantile(v, 0.5)
 }
 
@@ -62,14 +72,14 @@ fn machine() -> Value {
     json!({"cpus": cpus, "model": model, "kernel": kernel, "vm": vm})
 }
 
-fn ratio(a: Option<f64>, b: Option<f64>) -> Value {
+pub(crate) fn ratio(a: Option<f64>, b: Option<f64>) -> Value {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => json!((a / b * 1000.0).round() / 1000.0),
         _ => Value::Null,
     }
 }
 
-fn num(x: Option<f64>) -> Value {
+pub(crate) fn num(x: Option<f64>) -> Value {
     x.map_or(Value::Null, |v| json!((v * 100.0).round() / 100.0))
 }
 
@@ -107,7 +117,7 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
     let b_new = median(&mut b.read_64_new);
     // The floor's one-way cost: half its round trip.
     let floor_one_way = by("floor").map(|f| f / 2.0);
-    json!({
+    let mut report = json!({
         "machine": machine(),
         "rtt_ns": rtt_object(&rtt_p50, ice_p50),
         "rtt_p99_ns": rtt_object(&rtt_p99, ice_p99),
@@ -156,7 +166,17 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
             "board_read_64_new_share": ratio(b_new, Some(1.0)),
             "board_cycle_1m_of_memcpy": ratio(b_cycle, memcpy),
         },
-    })
+    });
+    let rows = crate::report_rows::Rows {
+        rounds: s.rounds,
+        floor: &s.rtt[RTT.iter().position(|(x, _)| *x == "floor").expect("kind")],
+        by_size: &s.by_size,
+        sweep: &s.sweep,
+        startup: &s.startup,
+        idle_sides: s.idle_sides.as_ref(),
+    };
+    crate::report_rows::add(&mut report, rows);
+    report
 }
 
 /// Prints the report as tables.
@@ -206,6 +226,7 @@ pub(crate) fn print(r: &Value, took: Duration) {
     for (k, v) in r["wake_ns"].as_object().into_iter().flatten() {
         println!("  {k:<18} {:>14.0}", v.as_f64().unwrap_or(0.0));
     }
+    crate::report_rows::print(r);
     println!("\nratios");
     for (k, v) in r["ratios"].as_object().into_iter().flatten() {
         println!(

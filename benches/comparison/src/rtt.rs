@@ -100,27 +100,29 @@ pub(crate) fn pipe(plan: &Plan, tag: &str, out: &mut Vec<f64>) -> Result<(), Err
 
 /// This transport, busy-polling both sides.
 pub(crate) fn spin(plan: &Plan, tag: &str, out: &mut Vec<f64>) -> Result<(), Error> {
-    channel_bytes(plan, tag, out, WaitMode::Poll, Role::Spin)
+    channel_bytes(plan, tag, out, WaitMode::Poll, Role::Spin, 64, 16)
 }
 
 /// [`spin`] with both receivers in untrusted mode (each message copied once).
 pub(crate) fn spin_untrusted(plan: &Plan, tag: &str, out: &mut Vec<f64>) -> Result<(), Error> {
-    channel_bytes(plan, tag, out, WaitMode::Poll, Role::SpinUntrusted)
+    channel_bytes(plan, tag, out, WaitMode::Poll, Role::SpinUntrusted, 64, 16)
 }
 
 /// This transport in block mode (spin phase, then futex).
 pub(crate) fn block(plan: &Plan, tag: &str, out: &mut Vec<f64>) -> Result<(), Error> {
-    channel_bytes(plan, tag, out, WaitMode::Block, Role::Block)
+    channel_bytes(plan, tag, out, WaitMode::Block, Role::Block, 64, 16)
 }
 
-/// Byte messages over this transport in `mode`, echoed by a peer in `role`; side A
-/// receives in untrusted mode when the peer does.
-fn channel_bytes(
+/// `size`-byte messages over this transport in `mode` (`slots` slots of 256 bytes), echoed
+/// by a peer in `role`; side A receives in untrusted mode when the peer does.
+pub(crate) fn channel_bytes(
     plan: &Plan,
     tag: &str,
     out: &mut Vec<f64>,
     mode: WaitMode,
     role: Role,
+    size: usize,
+    slots: usize,
 ) -> Result<(), Error> {
     let name = channel_name(tag);
     let trust = if role == Role::SpinUntrusted {
@@ -128,11 +130,11 @@ fn channel_bytes(
     } else {
         Trust::Cooperating
     };
-    let mut a = channel_builder(&name, 256, 16, mode)
+    let mut a = channel_builder(&name, 256, slots, mode)
         .trust(trust)
         .create()?;
     let peer = Peer::spawn(role, &name, false)?;
-    let msg = [1u8; 64];
+    let msg = vec![1u8; size];
     time_batches(out, plan.batches, plan.fast_batch, |_| {
         a.send(&msg, WAIT)?;
         std::hint::black_box(&*a.recv(WAIT)?);

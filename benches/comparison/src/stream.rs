@@ -52,21 +52,27 @@ pub(crate) fn floor(plan: &Plan, size: usize, tag: &str) -> Result<f64, Error> {
 
 /// This transport, busy-polling; the peer receives in batches.
 pub(crate) fn ours(plan: &Plan, size: usize, tag: &str) -> Result<f64, Error> {
-    channel_stream(plan, size, tag, false)
+    channel_stream(plan, size, slots(size) as usize, tag, false)
 }
 
 /// [`ours`] with the peer receiving in untrusted mode (each message copied once).
 pub(crate) fn untrusted(plan: &Plan, size: usize, tag: &str) -> Result<f64, Error> {
-    channel_stream(plan, size, tag, true)
+    channel_stream(plan, size, slots(size) as usize, tag, true)
 }
 
-/// Streams `size`-byte messages to a peer that receives in batches, in untrusted mode
-/// if `untrusted`.
-fn channel_stream(plan: &Plan, size: usize, tag: &str, untrusted: bool) -> Result<f64, Error> {
+/// Streams `size`-byte messages through `slots` slots to a peer that receives in batches,
+/// in untrusted mode if `untrusted`.
+pub(crate) fn channel_stream(
+    plan: &Plan,
+    size: usize,
+    slots: usize,
+    tag: &str,
+    untrusted: bool,
+) -> Result<f64, Error> {
     let name = channel_name(tag);
     let n = count(plan, size);
     let msg = vec![0xa5u8; size];
-    let mut a = channel_builder(&name, size, slots(size) as usize, WaitMode::Poll).create()?;
+    let mut a = channel_builder(&name, size, slots, WaitMode::Poll).create()?;
     let role = if untrusted {
         Role::StreamUntrusted { n }
     } else {
