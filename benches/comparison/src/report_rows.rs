@@ -164,6 +164,8 @@ mod tests {
             idle: None,
             large: n(10.0),
             large_in_64k: n(10.0),
+            large_floor: n(12.0),
+            large_floor_streaming: n(11.0),
             memcpy: n(20.0),
             board: Default::default(),
             rounds: 2,
