@@ -6,8 +6,10 @@
 
 mod board;
 mod pacing;
+mod procstat;
 mod report;
 mod rpc;
+mod rpc_loopback;
 mod side;
 mod tools;
 
@@ -69,13 +71,14 @@ enum Cmd {
     #[command(hide = true)]
     BoardReader(BoardCli),
     /// Call the example RPC service (schema/service.capnp) served by a child process,
-    /// over shm, a Unix socket and TCP: latency percentiles and calls per second.
+    /// over shm, a Unix socket and TCP: latency percentiles, calls per second, context
+    /// switches and CPU per call, idle CPU; `loopback` (in-process) is capnp-rpc's floor.
     Rpc {
         /// Calls per measurement.
         #[arg(long, default_value_t = 20_000)]
         calls: u64,
-        /// Transports to measure, in order.
-        #[arg(long, value_delimiter = ',', default_value = "shm,uds,tcp")]
+        /// Transports to measure, in order (shm, uds, tcp, loopback).
+        #[arg(long, value_delimiter = ',', default_value = "shm,uds,tcp,loopback")]
         transports: Vec<String>,
         /// One JSON object as the last line on stdout.
         #[arg(long)]

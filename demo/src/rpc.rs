@@ -2,17 +2,23 @@
 //! child process of this binary and called from this one, over each transport asked for
 //! (`shm`, `uds`, `tcp`): one-call latency percentiles and calls per second, one call at
 //! a time and with 16 in flight. The same calls, the same client code: only the address
-//! differs. With `--json` the last line on stdout is one object.
+//! differs. Per transport it also reports the context switches and CPU time of both
+//! processes per call (one at a time), and the CPU share both use while a long-running
+//! call is outstanding and nothing else flows (an idle awaiting connection). The
+//! `loopback` transport serves in this process, on this thread (`rpc_loopback`): the
+//! floor of capnp-rpc's own per-call cost. With `--json` the last line on stdout is one
+//! object.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use capnp_shm_rpc::service_capnp::host;
 use capnp_shm_rpc::{connect, ExampleHost, Server};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Map, Value};
 
+use crate::procstat::ProcStat;
 use crate::report::latency_histogram;
 use crate::side::DemoError;
 
@@ -20,6 +26,8 @@ use crate::side::DemoError;
 const IN_FLIGHT: usize = 16;
 /// The echo call's payload: a small struct.
 const PAYLOAD: &[u8] = &[0x5a; 16];
+/// How long the idle figure watches a connection with one call outstanding.
+const IDLE_WATCH: Duration = Duration::from_millis(500);
 
 fn other(e: impl std::fmt::Display) -> DemoError {
     DemoError::Other(e.to_string())
@@ -56,12 +64,12 @@ impl ServerProcess {
     /// Waits (up to 10 s) for the server to end by itself once its client is gone, so it
     /// removes its channel; drop kills it otherwise.
     fn finish(mut self) {
-        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
                 return;
             }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -105,13 +113,40 @@ async fn echo(host: &host::Client, i: u64) -> Result<(), DemoError> {
     Ok(())
 }
 
-/// One transport's figures over `calls` calls.
-async fn measure(address: &str, calls: u64) -> Result<Value, DemoError> {
-    let (host, connection) = connect::<host::Client>(address).await.map_err(other)?;
+/// The CPU share (percent of one core) that `pids` use over [`IDLE_WATCH`] while a
+/// `later` call is outstanding on `host` and nothing else flows; then the call is
+/// answered.
+async fn idle_cpu_percent(host: &host::Client, pids: &[u32]) -> Result<f64, DemoError> {
+    const TICKET: u64 = u64::MAX;
+    let mut later = host.later_request();
+    later.get().set_ticket(TICKET);
+    let pending = later.send().promise;
+    // Let the call reach the host and both sides settle into their wait.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = ProcStat::of_all(pids);
+    let start = Instant::now();
+    tokio::time::sleep(IDLE_WATCH).await;
+    let used = ProcStat::of_all(pids).since(before);
+    let share = used.cpu_ns as f64 / start.elapsed().as_nanos() as f64 * 100.0;
+    let mut resolve = host.resolve_request();
+    resolve.get().set_ticket(TICKET);
+    resolve.get().set_value(7);
+    resolve.send().promise.await?;
+    if pending.await?.get()?.get_value() != 7 {
+        return Err(other("a wrong answer to later"));
+    }
+    Ok((share * 1000.0).round() / 1000.0)
+}
+
+/// One transport's figures over `calls` calls, through `host`; `pids` are the processes
+/// whose CPU time and context switches are counted (the caller's and the server's).
+async fn measure(host: &host::Client, calls: u64, pids: &[u32]) -> Result<Value, DemoError> {
+    let host = host.clone();
     for i in 0..calls / 10 + 1 {
         echo(&host, i).await?; // warm-up
     }
     let mut latency = latency_histogram();
+    let before = ProcStat::of_all(pids);
     let start = Instant::now();
     for i in 0..calls {
         let t = Instant::now();
@@ -119,6 +154,7 @@ async fn measure(address: &str, calls: u64) -> Result<Value, DemoError> {
         latency.saturating_record(t.elapsed().as_nanos() as u64);
     }
     let sequential = calls as f64 / start.elapsed().as_secs_f64();
+    let used = ProcStat::of_all(pids).since(before);
     let start = Instant::now();
     let mut pending = FuturesUnordered::new();
     let mut next = 0;
@@ -133,17 +169,39 @@ async fn measure(address: &str, calls: u64) -> Result<Value, DemoError> {
     }
     let in_flight = calls as f64 / start.elapsed().as_secs_f64();
     drop(pending);
-    connection.disconnect().await.map_err(other)?;
+    let idle = idle_cpu_percent(&host, pids).await?;
+    let per_call = |v: u64| (v as f64 / calls as f64 * 100.0).round() / 100.0;
     Ok(json!({
         "p50_ns": latency.value_at_quantile(0.5),
         "p99_ns": latency.value_at_quantile(0.99),
         "max_ns": latency.max(),
         "calls_per_sec": sequential.round(),
         "calls_per_sec_16_in_flight": in_flight.round(),
+        "switches_per_call": per_call(used.switches),
+        "cpu_ns_per_call": per_call(used.cpu_ns).round(),
+        "idle_cpu_percent": idle,
     }))
 }
 
-/// `capnp-shm-demo rpc`: measures each of `transports` (`shm`, `uds`, `tcp`).
+/// Measures over a served address, the server in the child process `server_pid`.
+async fn measure_at(address: &str, calls: u64, server_pid: u32) -> Result<Value, DemoError> {
+    let (host, connection) = connect::<host::Client>(address).await.map_err(other)?;
+    let figures = measure(&host, calls, &[std::process::id(), server_pid]).await?;
+    connection.disconnect().await.map_err(other)?;
+    Ok(figures)
+}
+
+/// Measures the `loopback` transport (both vats on this thread).
+async fn measure_loopback(calls: u64) -> Result<Value, DemoError> {
+    let (host, tasks) = crate::rpc_loopback::connect();
+    let figures = measure(&host, calls, &[std::process::id()]).await;
+    for task in tasks {
+        task.abort();
+    }
+    figures
+}
+
+/// `capnp-shm-demo rpc`: measures each of `transports` (`shm`, `uds`, `tcp`, `loopback`).
 pub fn run(calls: u64, transports: &[String], json_out: bool) -> Result<(), DemoError> {
     let pid = std::process::id();
     let mut figures = Map::new();
@@ -155,19 +213,26 @@ pub fn run(calls: u64, transports: &[String], json_out: bool) -> Result<(), Demo
                 format!("unix://{}", path.display())
             }
             "tcp" => "tcp://127.0.0.1:0".to_string(),
+            "loopback" => String::new(),
             other_kind => return Err(other(format!("unknown transport {other_kind}"))),
         };
-        let (server, listening) = start_server(&address)?;
-        let measured = local(measure(&listening, calls));
-        server.finish();
+        let measured = if address.is_empty() {
+            local(measure_loopback(calls))
+        } else {
+            let (server, listening) = start_server(&address)?;
+            let measured = local(measure_at(&listening, calls, server.0.id()));
+            server.finish();
+            measured
+        };
         if let Some(name) = address.strip_prefix("shm://") {
             let _ = capnp_shm_transport::remove_channel(name);
         }
         let measured = measured?;
         if !json_out {
             println!(
-                "{transport:<4} one call p50 {:>8} ns  p99 {:>8} ns  {:>9} calls/s  {:>9} calls/s with {IN_FLIGHT} in flight",
-                measured["p50_ns"], measured["p99_ns"], measured["calls_per_sec"], measured["calls_per_sec_16_in_flight"]
+                "{transport:<8} one call p50 {:>8} ns  p99 {:>8} ns  {:>9} calls/s  {:>9} calls/s with {IN_FLIGHT} in flight  {:>5} switches/call  {:>6} CPU ns/call  idle CPU {}%",
+                measured["p50_ns"], measured["p99_ns"], measured["calls_per_sec"], measured["calls_per_sec_16_in_flight"],
+                measured["switches_per_call"], measured["cpu_ns_per_call"], measured["idle_cpu_percent"]
             );
         }
         figures.insert(transport.clone(), measured);
@@ -181,11 +246,13 @@ pub fn run(calls: u64, transports: &[String], json_out: bool) -> Result<(), Demo
         "calls": calls,
         "rpc_rtt_ns": {
             "shm": p50("shm"), "uds": p50("uds"), "tcp": p50("tcp"),
+            "loopback": p50("loopback"),
         },
         "transports": figures,
         "ratios": {
             "uds_over_shm": ratio(p50("uds"), p50("shm")),
             "tcp_over_shm": ratio(p50("tcp"), p50("shm")),
+            "uds_over_loopback": ratio(p50("uds"), p50("loopback")),
         },
     });
     if json_out {
