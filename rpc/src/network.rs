@@ -8,6 +8,9 @@
 //! parameters), and releasing ring slots out of order is not possible, so a message cannot
 //! stay in its slot.
 //!
+//! An incoming message is first polled for on the executor thread, for a short adaptive
+//! window, before the receive parks (`spin.rs`; README, "RPC").
+//!
 //! The peer's departure reaches capnp-rpc as a clean end of stream (`Closed`) or as a
 //! `Disconnected` error (`PeerDead`, and anything else the channel reports), so every
 //! pending call fails with `capnp::ErrorKind::Disconnected` and nothing hangs.
@@ -24,6 +27,8 @@ use capnp_shm_transport::{Channel, Error as ChannelError, Receiver, SendMessage,
 use futures::channel::{mpsc, oneshot};
 use futures::future::Either;
 use futures::{FutureExt, StreamExt};
+
+use crate::spin::{default_spin, SpinPolicy, SpinRecv};
 
 type Message = Rc<Builder<HeapAllocator>>;
 
@@ -165,6 +170,7 @@ struct Inner {
     failure: Rc<Failure>,
     side: Side,
     options: ReaderOptions,
+    spin: Rc<Cell<SpinPolicy>>,
     on_drop: Option<oneshot::Sender<()>>,
 }
 
@@ -200,23 +206,48 @@ impl capnp_rpc::Connection<Side> for Connection {
     fn receive_incoming_message(
         &mut self,
     ) -> Promise<Option<Box<dyn capnp_rpc::IncomingMessage>>, capnp::Error> {
-        let (slot, options, failure) = {
+        let (slot, options, failure, spin) = {
             let inner = self.0.borrow();
-            (inner.receiver.clone(), inner.options, inner.failure.clone())
+            let spin = inner.spin.clone();
+            (
+                inner.receiver.clone(),
+                inner.options,
+                inner.failure.clone(),
+                spin,
+            )
         };
         let taken = (slot.borrow_mut().take(), failure.rx.borrow_mut().take());
         let (Some(mut receiver), Some(mut failed)) = taken else {
             return Promise::err(capnp::Error::failed("connection failed or busy".into()));
         };
+        let mut policy = spin.get();
+        let deadline = policy.begin(std::time::Instant::now());
+        spin.set(policy);
         Promise::from_future(async move {
-            let received = {
-                let recv = std::pin::pin!(receiver.recv_async());
-                match futures::future::select(recv, &mut failed).await {
-                    Either::Left((msg, _)) => msg.map(|msg| aligned_copy(&msg)),
-                    Either::Right((failure, _)) => {
-                        return Err(failure.unwrap_or_else(|_| {
-                            capnp::Error::disconnected("connection dropped".into())
-                        }))
+            // The polling window (no wake-up when the message comes meanwhile); bounded by
+            // its deadline, so a failed send ends the receive below at the latest.
+            let polled = match deadline {
+                Some(deadline) => {
+                    let (outcome, polled) =
+                        SpinRecv::new(&mut receiver, deadline, aligned_copy).await;
+                    let mut policy = spin.get();
+                    policy.record(outcome);
+                    spin.set(policy);
+                    polled
+                }
+                None => None,
+            };
+            let received = match polled {
+                Some(received) => received,
+                None => {
+                    let recv = std::pin::pin!(receiver.recv_async());
+                    match futures::future::select(recv, &mut failed).await {
+                        Either::Left((msg, _)) => msg.map(|msg| aligned_copy(&msg)),
+                        Either::Right((failure, _)) => {
+                            return Err(failure.unwrap_or_else(|_| {
+                                capnp::Error::disconnected("connection dropped".into())
+                            }))
+                        }
                     }
                 }
             };
@@ -259,15 +290,16 @@ pub struct ShmNetwork {
 
 impl ShmNetwork {
     /// A network over `channel` (its receiver must not be taken by a callback thread),
-    /// reading incoming messages with `options`.
+    /// reading incoming messages with `options`, polling for each incoming message for
+    /// [`default_spin`](crate::default_spin) before parking (see [`ShmNetwork::set_spin`]).
     pub fn new(
         channel: Channel,
         side: Side,
         options: ReaderOptions,
     ) -> Result<ShmNetwork, ChannelError> {
         let (mut sender, mut receiver) = channel.split()?;
-        // No spin window: a call's answer takes the peer's RPC system longer than the
-        // spin phase, and spinning took the core the peer needed (README, "RPC").
+        // The polling window is this network's own (`spin.rs`): once it is over, the
+        // receive parks at once.
         receiver.set_async_spin(std::time::Duration::ZERO);
         sender.set_async_spin(std::time::Duration::ZERO);
         let sender: SenderSlot = Rc::new(RefCell::new(Some(sender)));
@@ -308,6 +340,7 @@ impl ShmNetwork {
             failure,
             side,
             options,
+            spin: Rc::new(Cell::new(SpinPolicy::new(default_spin()))),
             on_drop: Some(on_drop),
         }));
         Ok(ShmNetwork {
@@ -316,6 +349,30 @@ impl ShmNetwork {
             driver: Promise::from_future(driver).shared(),
             side,
         })
+    }
+}
+
+impl ShmNetwork {
+    /// Sets how long each receive polls the ring on the executor thread before it parks
+    /// (adaptive: windows that catch nothing make the next receives park at once; zero:
+    /// always park at once). See [`set_default_spin`](crate::set_default_spin).
+    ///
+    /// ```
+    /// # use capnp_shm_transport::Channel;
+    /// # use capnp_rpc::rpc_twoparty_capnp::Side;
+    /// # let name = format!("cst-doc-rpc-spin-{}", std::process::id());
+    /// let channel = Channel::builder(&name).slot_size(256).create()?;
+    /// let mut network = capnp_shm_rpc::ShmNetwork::new(
+    ///     channel, Side::Server, capnp::message::ReaderOptions::new())?;
+    /// network.set_spin(std::time::Duration::ZERO);
+    /// # drop(network);
+    /// # capnp_shm_transport::remove_channel(&name)?;
+    /// # Ok::<(), capnp_shm_transport::Error>(())
+    /// ```
+    pub fn set_spin(&mut self, window: std::time::Duration) {
+        if let Some(inner) = self.weak.upgrade() {
+            inner.borrow().spin.set(SpinPolicy::new(window));
+        }
     }
 }
 

@@ -5,59 +5,14 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::rc::Rc;
-use std::time::Duration;
 
-use capnp::ErrorKind;
 use capnp_shm_rpc::service_capnp::{host, listener};
-use capnp_shm_rpc::{connect, Address, CountingListener, ExampleHost, Server};
-use common::peer::{read_stdin_line, say_value, Peer};
+use capnp_shm_rpc::{connect, Address, CountingListener};
 use common::TestName;
-
-/// Every wait of these tests ends within this.
-const WAIT: Duration = Duration::from_secs(30);
-
-/// Runs `f` on a fresh current-thread runtime's `LocalSet`, failing after `WAIT`.
-fn local<F: std::future::Future>(f: F) -> F::Output {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let set = tokio::task::LocalSet::new();
-    set.block_on(&rt, async {
-        tokio::time::timeout(WAIT, f)
-            .await
-            .expect("the test did not finish in time")
-    })
-}
-
-/// Serves the example host at `address` to one client on a thread of its own; sends
-/// back the address clients use. The thread ends when that client goes away.
-fn serve_one(address: String) -> (Address, std::thread::JoinHandle<()>) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        local(async move {
-            let mut server = Server::bind(&address).await.unwrap();
-            tx.send(server.address().unwrap()).unwrap();
-            let connection = server.accept(ExampleHost::client().client).await.unwrap();
-            let _ = connection.finished().await;
-        })
-    });
-    (
-        rx.recv_timeout(WAIT).expect("the server did not start"),
-        thread,
-    )
-}
-
-async fn echo(host: &host::Client, value: u64, payload: &[u8]) -> capnp::Result<(u64, Vec<u8>)> {
-    let mut call = host.echo_request();
-    call.get().set_value(value);
-    call.get().set_payload(payload);
-    let reply = call.send().promise.await?;
-    let r = reply.get()?;
-    Ok((r.get_value(), r.get_payload()?.to_vec()))
-}
+use support::{echo, killed_mid_call, local, resolve, serve_one};
 
 /// The conformance suite, on a connected `host`.
 async fn conformance(host: host::Client) {
@@ -75,17 +30,7 @@ async fn conformance(host: host::Client) {
     for i in 0..10 {
         assert_eq!(echo(&host, i, b"meanwhile").await.unwrap().0, i);
     }
-    let mut resolve = host.resolve_request();
-    resolve.get().set_ticket(1);
-    resolve.get().set_value(42);
-    assert!(resolve
-        .send()
-        .promise
-        .await
-        .unwrap()
-        .get()
-        .unwrap()
-        .get_waiting());
+    assert!(resolve(&host, 1, 42).await.unwrap());
     assert_eq!(later.await.unwrap().get().unwrap().get_value(), 42);
     // Resolved before it is asked for: kept for the call that comes.
     let mut resolve = host.resolve_request();
@@ -211,37 +156,7 @@ fn addresses_parse_and_print_back() {
 
 #[test]
 fn child_process_entry() {
-    let Some((role, address)) = common::peer::role() else {
-        return;
-    };
-    assert_eq!(role, "serve");
-    local(async move {
-        let mut server = Server::bind(&address).await.unwrap();
-        say_value("listening", &server.address().unwrap().to_string());
-        let _connection = server.accept(ExampleHost::client().client).await.unwrap();
-        tokio::task::spawn_blocking(read_stdin_line).await.unwrap();
-    });
-}
-
-/// A call that is never answered (its host is killed -9 meanwhile) fails with
-/// `Disconnected`, and so does the next call.
-fn killed_mid_call(address: String) {
-    let mut peer = Peer::spawn("serve", &address);
-    let address = peer.expect_value("listening");
-    local(async move {
-        let (host, _connection) = connect::<host::Client>(&address).await.unwrap();
-        assert_eq!(echo(&host, 1, b"alive").await.unwrap().0, 1);
-        let mut later = host.later_request();
-        later.get().set_ticket(99);
-        let pending = later.send().promise;
-        // The call has reached the host once a later call has been answered.
-        assert_eq!(echo(&host, 2, b"after").await.unwrap().0, 2);
-        peer.kill();
-        let error = pending.await.err().expect("a killed host answered");
-        assert_eq!(error.kind, ErrorKind::Disconnected, "{error}");
-        let error = echo(&host, 3, b"gone").await.unwrap_err();
-        assert_eq!(error.kind, ErrorKind::Disconnected, "{error}");
-    });
+    support::serve_child();
 }
 
 #[test]
