@@ -77,9 +77,17 @@ enum Cmd {
         /// Calls per measurement.
         #[arg(long, default_value_t = 20_000)]
         calls: u64,
-        /// Transports to measure, in order (shm, uds, tcp, loopback).
-        #[arg(long, value_delimiter = ',', default_value = "shm,uds,tcp,loopback")]
+        /// Transports to measure, in order: shm, uds, tcp, loopback, and shm-spin (shm
+        /// with a polling window of --spin-us on both sides).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "shm,shm-spin,uds,tcp,loopback"
+        )]
         transports: Vec<String>,
+        /// The polling window of shm-spin (µs).
+        #[arg(long, default_value_t = 20)]
+        spin_us: u64,
         /// One JSON object as the last line on stdout.
         #[arg(long)]
         json: bool,
@@ -89,6 +97,9 @@ enum Cmd {
     RpcServe {
         /// shm://NAME, tcp://HOST:PORT or unix:///PATH.
         address: String,
+        /// The shm network's polling window (µs), when not the default.
+        #[arg(long)]
+        shm_spin_us: Option<u64>,
     },
     /// List the channels and boards in /dev/shm.
     List,
@@ -276,9 +287,13 @@ fn main() -> ExitCode {
         Cmd::Rpc {
             calls,
             transports,
+            spin_us,
             json,
-        } => rpc::run(calls, &transports, json),
-        Cmd::RpcServe { address } => rpc::serve(&address),
+        } => rpc::run(calls, &transports, Duration::from_micros(spin_us), json),
+        Cmd::RpcServe {
+            address,
+            shm_spin_us,
+        } => rpc::serve(&address, shm_spin_us),
         Cmd::List => tools::list(),
         Cmd::Inspect { name } => tools::inspect(&name),
         Cmd::Remove { name, stale } => tools::remove(name.as_deref(), stale),

@@ -3,10 +3,12 @@
 //! (`shm`, `uds`, `tcp`): one-call latency percentiles and calls per second, one call at
 //! a time and with 16 in flight. The same calls, the same client code: only the address
 //! differs. Per transport it also reports the context switches and CPU time of both
-//! processes per call (one at a time), and the CPU share both use while a long-running
-//! call is outstanding and nothing else flows (an idle awaiting connection). The
+//! processes per call (one at a time), and the CPU share each process uses while a
+//! long-running call is outstanding and nothing else flows (an idle awaiting side). The
 //! `loopback` transport serves in this process, on this thread (`rpc_loopback`): the
-//! floor of capnp-rpc's own per-call cost. With `--json` the last line on stdout is one
+//! floor of capnp-rpc's own per-call cost. `shm-spin` is shm with a polling window on
+//! both sides (`capnp_shm_rpc::set_default_spin`), for a same-run comparison with
+//! `shm` (the default: every receive parks at once). With `--json` the last line on stdout is one
 //! object.
 
 use std::io::{BufRead, BufReader};
@@ -43,8 +45,11 @@ fn local<T>(f: impl std::future::Future<Output = Result<T, DemoError>>) -> Resul
 }
 
 /// The serving process: serves the example host at `address` to one client, printing the
-/// address clients use first.
-pub fn serve(address: &str) -> Result<(), DemoError> {
+/// address clients use first; `shm_spin_us` sets the shm network's polling window.
+pub fn serve(address: &str, shm_spin_us: Option<u64>) -> Result<(), DemoError> {
+    if let Some(us) = shm_spin_us {
+        capnp_shm_rpc::set_default_spin(Duration::from_micros(us));
+    }
     local(async {
         let mut server = Server::bind(address).await.map_err(other)?;
         println!("listening {}", server.address().map_err(other)?);
@@ -81,12 +86,14 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Starts a serving child at `address`; returns it and the address it listens at.
-fn start_server(address: &str) -> Result<(ServerProcess, String), DemoError> {
+/// Starts a serving child at `address` (with the shm polling window `spin`); returns it
+/// and the address it listens at.
+fn start_server(address: &str, spin: Duration) -> Result<(ServerProcess, String), DemoError> {
     let exe = std::env::current_exe().map_err(other)?;
+    let spin_us = spin.as_micros().to_string();
     let mut child = ServerProcess(
         Command::new(exe)
-            .args(["rpc-serve", address])
+            .args(["rpc-serve", address, "--shm-spin-us", &spin_us])
             .stdout(Stdio::piped())
             .spawn()
             .map_err(other)?,
@@ -113,21 +120,25 @@ async fn echo(host: &host::Client, i: u64) -> Result<(), DemoError> {
     Ok(())
 }
 
-/// The CPU share (percent of one core) that `pids` use over [`IDLE_WATCH`] while a
-/// `later` call is outstanding on `host` and nothing else flows; then the call is
+/// The CPU share (percent of one core) that each of `pids` uses over [`IDLE_WATCH`]
+/// while a `later` call is outstanding on `host` and nothing else flows; then the call is
 /// answered.
-async fn idle_cpu_percent(host: &host::Client, pids: &[u32]) -> Result<f64, DemoError> {
+async fn idle_cpu_percent(host: &host::Client, pids: &[u32]) -> Result<Vec<f64>, DemoError> {
     const TICKET: u64 = u64::MAX;
     let mut later = host.later_request();
     later.get().set_ticket(TICKET);
     let pending = later.send().promise;
     // Let the call reach the host and both sides settle into their wait.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let before = ProcStat::of_all(pids);
+    let before: Vec<ProcStat> = pids.iter().map(|&p| ProcStat::of(p)).collect();
     let start = Instant::now();
     tokio::time::sleep(IDLE_WATCH).await;
-    let used = ProcStat::of_all(pids).since(before);
-    let share = used.cpu_ns as f64 / start.elapsed().as_nanos() as f64 * 100.0;
+    let elapsed = start.elapsed().as_nanos() as f64;
+    let shares = pids.iter().zip(before).map(|(&p, before)| {
+        let share = ProcStat::of(p).since(before).cpu_ns as f64 / elapsed * 100.0;
+        (share * 1000.0).round() / 1000.0
+    });
+    let shares = shares.collect();
     let mut resolve = host.resolve_request();
     resolve.get().set_ticket(TICKET);
     resolve.get().set_value(7);
@@ -135,7 +146,7 @@ async fn idle_cpu_percent(host: &host::Client, pids: &[u32]) -> Result<f64, Demo
     if pending.await?.get()?.get_value() != 7 {
         return Err(other("a wrong answer to later"));
     }
-    Ok((share * 1000.0).round() / 1000.0)
+    Ok(shares)
 }
 
 /// One transport's figures over `calls` calls, through `host`; `pids` are the processes
@@ -179,6 +190,7 @@ async fn measure(host: &host::Client, calls: u64, pids: &[u32]) -> Result<Value,
         "calls_per_sec_16_in_flight": in_flight.round(),
         "switches_per_call": per_call(used.switches),
         "cpu_ns_per_call": per_call(used.cpu_ns).round(),
+        // The caller's, then the server's (when it is another process).
         "idle_cpu_percent": idle,
     }))
 }
@@ -201,13 +213,27 @@ async fn measure_loopback(calls: u64) -> Result<Value, DemoError> {
     figures
 }
 
-/// `capnp-shm-demo rpc`: measures each of `transports` (`shm`, `uds`, `tcp`, `loopback`).
-pub fn run(calls: u64, transports: &[String], json_out: bool) -> Result<(), DemoError> {
+/// `capnp-shm-demo rpc`: measures each of `transports` (`shm`, `shm-spin` with a polling
+/// window of `spin`, `uds`, `tcp`, `loopback`).
+pub fn run(
+    calls: u64,
+    transports: &[String],
+    spin: Duration,
+    json_out: bool,
+) -> Result<(), DemoError> {
     let pid = std::process::id();
     let mut figures = Map::new();
+    let default = capnp_shm_rpc::default_spin();
     for transport in transports {
+        // Both processes' polling window (shm only).
+        let window = if transport == "shm-spin" {
+            spin
+        } else {
+            default
+        };
+        capnp_shm_rpc::set_default_spin(window);
         let address = match transport.as_str() {
-            "shm" => format!("shm://capnp-shm-demo-rpc-{pid}"),
+            "shm" | "shm-spin" => format!("shm://capnp-shm-demo-rpc-{pid}"),
             "uds" => {
                 let path = std::env::temp_dir().join(format!("capnp-shm-demo-rpc-{pid}.sock"));
                 format!("unix://{}", path.display())
@@ -219,7 +245,7 @@ pub fn run(calls: u64, transports: &[String], json_out: bool) -> Result<(), Demo
         let measured = if address.is_empty() {
             local(measure_loopback(calls))
         } else {
-            let (server, listening) = start_server(&address)?;
+            let (server, listening) = start_server(&address, window)?;
             let measured = local(measure_at(&listening, calls, server.0.id()));
             server.finish();
             measured
@@ -237,6 +263,7 @@ pub fn run(calls: u64, transports: &[String], json_out: bool) -> Result<(), Demo
         }
         figures.insert(transport.clone(), measured);
     }
+    capnp_shm_rpc::set_default_spin(default);
     let p50 = |k: &str| figures.get(k).and_then(|f| f["p50_ns"].as_f64());
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => json!((a / b * 1000.0).round() / 1000.0),
@@ -245,13 +272,14 @@ pub fn run(calls: u64, transports: &[String], json_out: bool) -> Result<(), Demo
     let report = json!({
         "calls": calls,
         "rpc_rtt_ns": {
-            "shm": p50("shm"), "uds": p50("uds"), "tcp": p50("tcp"),
+            "shm": p50("shm"), "shm_spin": p50("shm-spin"), "uds": p50("uds"), "tcp": p50("tcp"),
             "loopback": p50("loopback"),
         },
         "transports": figures,
         "ratios": {
             "uds_over_shm": ratio(p50("uds"), p50("shm")),
             "tcp_over_shm": ratio(p50("tcp"), p50("shm")),
+            "shm_over_shm_spin": ratio(p50("shm"), p50("shm-spin")),
             "uds_over_loopback": ratio(p50("uds"), p50("loopback")),
         },
     });
