@@ -10,6 +10,7 @@ mod procstat;
 mod report;
 mod rpc;
 mod rpc_loopback;
+mod rpc_measure;
 mod side;
 mod tools;
 
