@@ -78,12 +78,13 @@ enum Cmd {
         /// Calls per measurement.
         #[arg(long, default_value_t = 20_000)]
         calls: u64,
-        /// Transports to measure, in order: shm, uds, tcp, loopback, and shm-spin (shm
-        /// with a polling window of --spin-us on both sides).
+        /// Transports to measure, in order: shm, uds, tcp, loopback, shm-spin (shm with a
+        /// polling window of --spin-us on both sides) and shm-thread (shm sleeping with
+        /// the channel's waiter thread instead of io_uring, on both sides).
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "shm,shm-spin,uds,tcp,loopback"
+            default_value = "shm,shm-thread,shm-spin,uds,tcp,loopback"
         )]
         transports: Vec<String>,
         /// The polling window of shm-spin (µs).
@@ -101,6 +102,9 @@ enum Cmd {
         /// The shm network's polling window (µs), when not the default.
         #[arg(long)]
         shm_spin_us: Option<u64>,
+        /// Sleep with the channel's waiter thread, not io_uring.
+        #[arg(long)]
+        shm_thread: bool,
     },
     /// List the channels and boards in /dev/shm.
     List,
@@ -294,7 +298,8 @@ fn main() -> ExitCode {
         Cmd::RpcServe {
             address,
             shm_spin_us,
-        } => rpc::serve(&address, shm_spin_us),
+            shm_thread,
+        } => rpc::serve(&address, shm_spin_us, shm_thread),
         Cmd::List => tools::list(),
         Cmd::Inspect { name } => tools::inspect(&name),
         Cmd::Remove { name, stale } => tools::remove(name.as_deref(), stale),

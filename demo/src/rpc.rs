@@ -36,11 +36,13 @@ fn local<T>(f: impl std::future::Future<Output = Result<T, DemoError>>) -> Resul
 }
 
 /// The serving process: serves the example host at `address` to one client, printing the
-/// address clients use first; `shm_spin_us` sets the shm network's polling window.
-pub fn serve(address: &str, shm_spin_us: Option<u64>) -> Result<(), DemoError> {
+/// address clients use first; `shm_spin_us` sets the shm network's polling window,
+/// `shm_thread` makes it sleep with the waiter thread, not io_uring.
+pub fn serve(address: &str, shm_spin_us: Option<u64>, shm_thread: bool) -> Result<(), DemoError> {
     if let Some(us) = shm_spin_us {
         capnp_shm_rpc::set_default_spin(Duration::from_micros(us));
     }
+    capnp_shm_rpc::set_io_uring_wait(!shm_thread);
     local(async {
         let mut server = Server::bind(address).await.map_err(other)?;
         println!("listening {}", server.address().map_err(other)?);
@@ -79,16 +81,19 @@ impl Drop for ServerProcess {
 
 /// Starts a serving child at `address` (with the shm polling window `spin`); returns it
 /// and the address it listens at.
-fn start_server(address: &str, spin: Duration) -> Result<(ServerProcess, String), DemoError> {
+fn start_server(
+    address: &str,
+    spin: Duration,
+    thread: bool,
+) -> Result<(ServerProcess, String), DemoError> {
     let exe = std::env::current_exe().map_err(other)?;
     let spin_us = spin.as_micros().to_string();
-    let mut child = ServerProcess(
-        Command::new(exe)
-            .args(["rpc-serve", address, "--shm-spin-us", &spin_us])
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(other)?,
-    );
+    let mut command = Command::new(exe);
+    command.args(["rpc-serve", address, "--shm-spin-us", &spin_us]);
+    if thread {
+        command.arg("--shm-thread");
+    }
+    let mut child = ServerProcess(command.stdout(Stdio::piped()).spawn().map_err(other)?);
     let stdout = child.0.stdout.take().expect("piped");
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).map_err(other)?;
@@ -121,14 +126,16 @@ pub fn run(
             default
         };
         let address = match transport.as_str() {
-            "shm" | "shm-spin" => format!("shm://capnp-shm-demo-rpc-{pid}-{transport}"),
+            "shm" | "shm-spin" | "shm-thread" => {
+                format!("shm://capnp-shm-demo-rpc-{pid}-{transport}")
+            }
             "uds" => {
                 let path = std::env::temp_dir().join(format!("capnp-shm-demo-rpc-{pid}.sock"));
                 format!("unix://{}", path.display())
             }
             "tcp" => "tcp://127.0.0.1:0".to_string(),
             "loopback" => {
-                addresses.push((None, window));
+                addresses.push((None, window, false));
                 continue;
             }
             other_kind => return Err(other(format!("unknown transport {other_kind}"))),
@@ -136,16 +143,18 @@ pub fn run(
         if let Some(name) = address.strip_prefix("shm://") {
             channels.push(name.to_string());
         }
-        let (server, listening) = start_server(&address, window)?;
-        addresses.push((Some((listening, server.0.id())), window));
+        let thread = transport == "shm-thread";
+        let (server, listening) = start_server(&address, window, thread)?;
+        addresses.push((Some((listening, server.0.id())), window, thread));
         servers.push(server);
     }
     let measured = local(async {
         let mut targets = Vec::new();
         let mut connections = Vec::new();
         let mut loopback = Vec::new();
-        for (address, window) in &addresses {
+        for (address, window, thread) in &addresses {
             capnp_shm_rpc::set_default_spin(*window);
+            capnp_shm_rpc::set_io_uring_wait(!*thread);
             match address {
                 Some((listening, server_pid)) => {
                     let (host, c) = connect::<host::Client>(listening).await.map_err(other)?;
@@ -160,6 +169,7 @@ pub fn run(
             }
         }
         capnp_shm_rpc::set_default_spin(default);
+        capnp_shm_rpc::set_io_uring_wait(true);
         let figures = crate::rpc_measure::measure(&mut targets, calls).await;
         for c in connections {
             c.disconnect().await.map_err(other)?;
@@ -194,7 +204,7 @@ pub fn run(
     let report = json!({
         "calls": calls,
         "rpc_rtt_ns": {
-            "shm": p50("shm"), "shm_spin": p50("shm-spin"), "uds": p50("uds"), "tcp": p50("tcp"),
+            "shm": p50("shm"), "shm_spin": p50("shm-spin"), "shm_thread": p50("shm-thread"), "uds": p50("uds"), "tcp": p50("tcp"),
             "loopback": p50("loopback"),
         },
         "transports": figures,
@@ -202,6 +212,7 @@ pub fn run(
             "uds_over_shm": ratio(p50("uds"), p50("shm")),
             "tcp_over_shm": ratio(p50("tcp"), p50("shm")),
             "shm_over_shm_spin": ratio(p50("shm"), p50("shm-spin")),
+            "shm_thread_over_shm": ratio(p50("shm-thread"), p50("shm")),
             "uds_over_loopback": ratio(p50("uds"), p50("loopback")),
         },
     });

@@ -171,6 +171,7 @@ struct Inner {
     side: Side,
     options: ReaderOptions,
     spin: Rc<Cell<SpinPolicy>>,
+    uring: Rc<RefCell<Option<crate::uring::UringWait>>>,
     on_drop: Option<oneshot::Sender<()>>,
 }
 
@@ -206,16 +207,19 @@ impl capnp_rpc::Connection<Side> for Connection {
     fn receive_incoming_message(
         &mut self,
     ) -> Promise<Option<Box<dyn capnp_rpc::IncomingMessage>>, capnp::Error> {
-        let (slot, options, failure, spin) = {
+        let (slot, options, failure, spin, uring_slot) = {
             let inner = self.0.borrow();
             let spin = inner.spin.clone();
+            let uring = inner.uring.clone();
             (
                 inner.receiver.clone(),
                 inner.options,
                 inner.failure.clone(),
                 spin,
+                uring,
             )
         };
+        let mut uring = uring_slot.borrow_mut().take();
         let taken = (slot.borrow_mut().take(), failure.rx.borrow_mut().take());
         let (Some(mut receiver), Some(mut failed)) = taken else {
             return Promise::err(capnp::Error::failed("connection failed or busy".into()));
@@ -240,9 +244,20 @@ impl capnp_rpc::Connection<Side> for Connection {
             let received = match polled {
                 Some(received) => received,
                 None => {
-                    let recv = std::pin::pin!(receiver.recv_async());
+                    let recv = std::pin::pin!(async {
+                        // io_uring's futex wait (one wake-up into the executor's epoll);
+                        // the waiter thread where it is refused.
+                        if let Some(u) = uring.as_mut() {
+                            match crate::uring::recv(&mut receiver, u, aligned_copy).await {
+                                Ok(Some(bytes)) => return Ok(bytes),
+                                Ok(None) => uring = None,
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        receiver.recv_async().await.map(|m| aligned_copy(&m))
+                    });
                     match futures::future::select(recv, &mut failed).await {
-                        Either::Left((msg, _)) => msg.map(|msg| aligned_copy(&msg)),
+                        Either::Left((msg, _)) => msg,
                         Either::Right((failure, _)) => {
                             return Err(failure.unwrap_or_else(|_| {
                                 capnp::Error::disconnected("connection dropped".into())
@@ -252,6 +267,7 @@ impl capnp_rpc::Connection<Side> for Connection {
                 }
             };
             *slot.borrow_mut() = Some(receiver);
+            *uring_slot.borrow_mut() = uring;
             *failure.rx.borrow_mut() = Some(failed);
             match received {
                 Ok(bytes) => {
@@ -341,6 +357,7 @@ impl ShmNetwork {
             side,
             options,
             spin: Rc::new(Cell::new(SpinPolicy::new(default_spin()))),
+            uring: Rc::new(RefCell::new(crate::uring::UringWait::if_enabled())),
             on_drop: Some(on_drop),
         }));
         Ok(ShmNetwork {

@@ -15,10 +15,10 @@ use capnp::message::ReaderOptions;
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use capnp_rpc::RpcSystem;
 use capnp_shm_rpc::service_capnp::host;
-use capnp_shm_rpc::{connect, set_default_spin, ExampleHost, ShmNetwork};
+use capnp_shm_rpc::{connect, set_default_spin, set_io_uring_wait, ExampleHost, ShmNetwork};
 use capnp_shm_transport::Channel;
 use common::TestName;
-use support::{echo, killed_mid_call, local, resolve, serve_one};
+use support::{conformance, echo, killed_mid_call, local, resolve, serve_one};
 
 /// The polling window: long, so that an in-thread peer always answers within it, even on
 /// a loaded machine (polling costs nothing there: the peer runs between the looks).
@@ -72,11 +72,39 @@ fn calls_on_one_thread(name: &str, window: Duration) -> usize {
 #[test]
 fn calls_answered_within_the_window_need_no_waiter_thread() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Sleeping with the waiter thread (not io_uring) when the window is over.
+    set_io_uring_wait(false);
     let name = TestName::new("rpc-spin-inthread");
-    assert_eq!(calls_on_one_thread(&name, WINDOW), 0);
-    // Without a window every receive parks (the check above can fail).
+    let with_window = calls_on_one_thread(&name, WINDOW);
+    // Without a window every receive parks (the check below can fail).
     let name = TestName::new("rpc-spin-parks");
-    assert!(calls_on_one_thread(&name, Duration::ZERO) > 0);
+    let without = calls_on_one_thread(&name, Duration::ZERO);
+    set_io_uring_wait(true);
+    assert_eq!(with_window, 0);
+    assert!(without > 0);
+}
+
+/// Whether this kernel lets io_uring wait on a futex (Linux 6.7 and later).
+fn io_uring_futex_wait() -> bool {
+    let Ok(ring) = io_uring::IoUring::new(2) else {
+        return false;
+    };
+    let mut probe = io_uring::Probe::new();
+    ring.submitter().register_probe(&mut probe).is_ok()
+        && probe.is_supported(io_uring::opcode::FutexWait::CODE)
+}
+
+#[test]
+fn receives_sleeping_with_io_uring_need_no_waiter_thread() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !io_uring_futex_wait() {
+        eprintln!("skipped: io_uring has no FUTEX_WAIT here");
+        return;
+    }
+    assert!(capnp_shm_rpc::io_uring_wait(), "on by default");
+    // No polling window: every receive that finds nothing sleeps, on io_uring.
+    let name = TestName::new("rpc-uring-inthread");
+    assert_eq!(calls_on_one_thread(&name, Duration::ZERO), 0);
 }
 
 #[test]
@@ -120,4 +148,21 @@ fn a_host_killed_while_the_caller_polls_gives_disconnected() {
     let name = TestName::new("rpc-spin-kill");
     killed_mid_call(format!("shm://{}", &*name));
     set_default_spin(Duration::ZERO);
+}
+
+#[test]
+fn conformance_over_shm_sleeping_with_the_waiter_thread() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Both sides in this process (the server on a thread of its own): both sleep with
+    // the channel's waiter thread, as where io_uring is refused.
+    set_io_uring_wait(false);
+    let name = TestName::new("rpc-thread");
+    let (address, server) = serve_one(format!("shm://{}", &*name));
+    local(async move {
+        let (host, connection) = connect::<host::Client>(&address.to_string()).await.unwrap();
+        conformance(host).await;
+        connection.disconnect().await.unwrap();
+    });
+    server.join().unwrap();
+    set_io_uring_wait(true);
 }
