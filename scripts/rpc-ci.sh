@@ -22,14 +22,14 @@ echo "$json"
 python3 - "$json" <<'PY'
 import json, os, sys
 r = json.loads(sys.argv[1])
-for t in ("shm", "shm-spin", "uds", "tcp", "loopback"):
+for t in ("shm", "shm-thread", "shm-spin", "uds", "tcp", "loopback"):
     f = r["transports"][t]
     assert f["p50_ns"] > 0 and f["calls_per_sec_16_in_flight"] > 0, t
     assert f["switches_per_call"] >= 0 and f["cpu_ns_per_call"] > 0, t
     idle = f["idle_cpu_percent"]
     assert len(idle) == (1 if t == "loopback" else 2), (t, idle)
     assert all(0 <= x < 2.0 for x in idle), f"{t}: a busy thread on an idle connection: {idle}"
-for t in ("shm", "shm_spin", "uds", "tcp", "loopback"):
+for t in ("shm", "shm_thread", "shm_spin", "uds", "tcp", "loopback"):
     assert (r["rpc_rtt_ns"][t] or 0) > 0, t
 left = [n for n in os.listdir("/dev/shm") if n.startswith("capnp-shm-demo-rpc-")]
 assert not left, f"channels left behind: {left}"

@@ -1,5 +1,6 @@
 //! The demo's `rpc` subcommand as users run it: the example service called over shm
-//! (parking, and with a polling window), a Unix socket, TCP and the in-process loopback.
+//! (sleeping with io_uring, with the waiter thread, and with a polling window), a Unix
+//! socket, TCP and the in-process loopback.
 
 mod common;
 
@@ -16,6 +17,7 @@ fn rpc_calls_the_example_service_over_each_transport() {
     let r = last_json(&out);
     for (transport, key) in [
         ("shm", "shm"),
+        ("shm-thread", "shm_thread"),
         ("shm-spin", "shm_spin"),
         ("uds", "uds"),
         ("tcp", "tcp"),

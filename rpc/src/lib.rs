@@ -3,7 +3,10 @@
 //!
 //! - [`ShmNetwork`]: a capnp-rpc `VatNetwork` over a duplex channel, one RPC message per
 //!   ring message (framed in place into the ring; messages longer than a slot cover
-//!   several), woken through the channel's async calls (futex, no socket).
+//!   several). A receive with nothing to read sleeps in an io_uring `FUTEX_WAIT` on the
+//!   channel's wait word, in tokio's reactor ([`set_io_uring_wait`]; the channel's
+//!   waiter thread where io_uring is refused), after an optional polling window
+//!   ([`set_default_spin`]).
 //! - [`connect`] / [`Server`]: `shm://NAME`, `tcp://HOST:PORT` or `unix:///PATH` give the
 //!   same bootstrap capability; over sockets capnp-rpc's own `twoparty` network is used.
 //! - [`service_capnp`] and [`ExampleHost`]: the example service of `schema/service.capnp`
@@ -26,6 +29,7 @@
 
 mod address;
 mod network;
+mod receive;
 mod service;
 mod spin;
 mod uring;

@@ -2,14 +2,13 @@
 //! ring message. Outgoing messages are framed straight into the ring
 //! (`send_message`: one copy, from the builder's segments; messages longer than a slot
 //! cover several); while the ring is full they wait in order in a queue that the
-//! network's driver sends with `send_message_async`. Incoming messages are read with
-//! `recv_async` and copied once into word-aligned memory of their own: capnp-rpc keeps an
-//! incoming message as long as the call it carries runs (a long-running call keeps its
-//! parameters), and releasing ring slots out of order is not possible, so a message cannot
-//! stay in its slot.
-//!
-//! An incoming message is first polled for on the executor thread, for a short adaptive
-//! window, before the receive parks (`spin.rs`; README, "RPC").
+//! network's driver sends with `send_message_async`. Incoming messages are waited for and
+//! copied once into word-aligned memory of their own by `receive.rs` (a polling window
+//! when one is set, then an io_uring `FUTEX_WAIT` in tokio's reactor, or the channel's
+//! `recv_async` where io_uring is refused; README, "RPC"): capnp-rpc keeps an incoming
+//! message as long as the call it carries runs (a long-running call keeps its
+//! parameters), and releasing ring slots out of order is not possible, so a message
+//! cannot stay in its slot.
 //!
 //! The peer's departure reaches capnp-rpc as a clean end of stream (`Closed`) or as a
 //! `Disconnected` error (`PeerDead`, and anything else the channel reports), so every
@@ -21,14 +20,14 @@ use std::rc::{Rc, Weak};
 use capnp::capability::Promise;
 use capnp::message::{Builder, HeapAllocator, ReaderOptions};
 use capnp::serialize::BufferSegments;
-use capnp::Word;
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use capnp_shm_transport::{Channel, Error as ChannelError, Receiver, SendMessage, Sender, Timeout};
 use futures::channel::{mpsc, oneshot};
 use futures::future::Either;
 use futures::{FutureExt, StreamExt};
 
-use crate::spin::{default_spin, SpinPolicy, SpinRecv};
+use crate::receive::{next_message, Aligned};
+use crate::spin::{default_spin, SpinPolicy};
 
 type Message = Rc<Builder<HeapAllocator>>;
 
@@ -70,23 +69,6 @@ pub(crate) fn to_capnp(e: ChannelError) -> capnp::Error {
         | ChannelError::GaveUp => capnp::Error::disconnected(e.to_string()),
         other => capnp::Error::failed(other.to_string()),
     }
-}
-
-/// Word-aligned bytes of one received message (what the Cap'n Proto reader reads).
-struct Aligned(Vec<Word>, usize);
-
-impl std::ops::Deref for Aligned {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &Word::words_to_bytes(&self.0)[..self.1]
-    }
-}
-
-/// One copy of a received message into word-aligned memory of its own.
-fn aligned_copy(msg: &[u8]) -> Aligned {
-    let mut words = Word::allocate_zeroed_vec(msg.len().div_ceil(8));
-    Word::words_to_bytes_mut(&mut words)[..msg.len()].copy_from_slice(msg);
-    Aligned(words, msg.len())
 }
 
 struct Incoming(capnp::message::Reader<BufferSegments<Aligned>>);
@@ -228,41 +210,14 @@ impl capnp_rpc::Connection<Side> for Connection {
         let deadline = policy.begin(std::time::Instant::now());
         spin.set(policy);
         Promise::from_future(async move {
-            // The polling window (no wake-up when the message comes meanwhile); bounded by
-            // its deadline, so a failed send ends the receive below at the latest.
-            let polled = match deadline {
-                Some(deadline) => {
-                    let (outcome, polled) =
-                        SpinRecv::new(&mut receiver, deadline, aligned_copy).await;
-                    let mut policy = spin.get();
-                    policy.record(outcome);
-                    spin.set(policy);
-                    polled
-                }
-                None => None,
-            };
-            let received = match polled {
-                Some(received) => received,
-                None => {
-                    let recv = std::pin::pin!(async {
-                        // io_uring's futex wait (one wake-up into the executor's epoll);
-                        // the waiter thread where it is refused.
-                        if let Some(u) = uring.as_mut() {
-                            match crate::uring::recv(&mut receiver, u, aligned_copy).await {
-                                Ok(Some(bytes)) => return Ok(bytes),
-                                Ok(None) => uring = None,
-                                Err(e) => return Err(e),
-                            }
-                        }
-                        receiver.recv_async().await.map(|m| aligned_copy(&m))
-                    });
-                    match futures::future::select(recv, &mut failed).await {
-                        Either::Left((msg, _)) => msg,
-                        Either::Right((failure, _)) => {
-                            return Err(failure.unwrap_or_else(|_| {
-                                capnp::Error::disconnected("connection dropped".into())
-                            }))
-                        }
+            let received = {
+                let next = std::pin::pin!(next_message(&mut receiver, &spin, deadline, &mut uring));
+                match futures::future::select(next, &mut failed).await {
+                    Either::Left((msg, _)) => msg,
+                    Either::Right((failure, _)) => {
+                        return Err(failure.unwrap_or_else(|_| {
+                            capnp::Error::disconnected("connection dropped".into())
+                        }))
                     }
                 }
             };
