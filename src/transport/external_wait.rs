@@ -54,9 +54,9 @@ impl Receiver {
     /// Announces that this side sleeps until the next message, for a waiter of the
     /// caller's own on the returned word (see [`SleepWord`]: a futex wait while it holds
     /// [`SleepWord::VALUE`]); or says why not. After the wait (woken or not), end the
-    /// sleep with [`SleepWord::done`] and call this again: the peer's publication, its
-    /// departure and a new link all make it answer [`Announced::Ready`], and the
-    /// receive that follows reports them.
+    /// sleep with [`SleepWord::done`] and call this again: after the peer's publication
+    /// (or a new link) it answers [`Announced::Ready`], after its departure it returns
+    /// the error a receive would (`Closed`, `PeerDead`, ...).
     ///
     /// ```
     /// use std::time::Duration;
