@@ -11,7 +11,10 @@ mod common;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use capnp_shm_transport::{Announced, Channel, Receiver, SleepWord, Timeout, WaitMode};
+use capnp_shm_transport::{
+    Announced, Channel, LinkEvent, OnDisconnect, Receiver, ReconnectPolicy, SleepWord, Timeout,
+    WaitMode,
+};
 use common::TestName;
 
 /// Longer than any wake-up takes: a wait that lasts this long was not woken.
@@ -62,6 +65,7 @@ fn announced(rx: &mut Receiver) -> SleepWord {
         Announced::Sleep(word) => word,
         Announced::Ready => panic!("ready with nothing sent"),
         Announced::NotBlockMode => panic!("not block mode"),
+        Announced::Reconnecting => panic!("reconnecting"),
     }
 }
 
@@ -121,5 +125,40 @@ fn nothing_is_announced_with_a_message_there_or_in_poll_mode() {
     assert!(matches!(
         rx.announce_sleep().unwrap(),
         Announced::NotBlockMode
+    ));
+}
+
+#[test]
+fn a_receiver_waiting_for_a_reconnection_is_told_so_not_put_to_sleep() {
+    let name = TestName::new("ext-wait-reconnect");
+    let a = Channel::builder(&*name).slot_size(64).create().unwrap();
+    let (events_tx, events) = std::sync::mpsc::channel();
+    let b = Channel::builder(&*name)
+        .wait_mode(WaitMode::Block)
+        .reconnect(ReconnectPolicy {
+            retry_interval: Duration::from_millis(10),
+            ..ReconnectPolicy::default()
+        })
+        .on_disconnect(OnDisconnect::WaitForReconnect)
+        .on_event(move |e| {
+            let _ = events_tx.send(e);
+        })
+        .open_timeout(Duration::from_secs(5))
+        .open()
+        .unwrap();
+    let (_, mut rx) = b.split().unwrap();
+    drop(a);
+    let deadline = Instant::now() + NOT_WOKEN;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = events.recv_timeout(left).expect("no departure reported");
+        if event == LinkEvent::PeerClosed {
+            break;
+        }
+    }
+    // No word announces a reconnection: the caller must wait another way.
+    assert!(matches!(
+        rx.announce_sleep().unwrap(),
+        Announced::Reconnecting
     ));
 }

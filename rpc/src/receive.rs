@@ -33,7 +33,7 @@ fn aligned_copy(msg: &[u8]) -> Aligned {
 
 /// The next message, copied out: polled for until `deadline` (if any; the outcome is
 /// recorded in `spin`), then slept for with `uring` (dropped for good if the kernel
-/// refuses its futex wait) or with the waiter thread.
+/// refuses its futex wait) or, where it cannot serve, with the waiter thread.
 pub(crate) async fn next_message(
     receiver: &mut Receiver,
     spin: &Cell<SpinPolicy>,
@@ -56,7 +56,8 @@ pub(crate) async fn next_message(
     if let Some(u) = uring.as_mut() {
         match crate::uring::recv(receiver, u, aligned_copy).await {
             Ok(Some(bytes)) => return Ok(bytes),
-            Ok(None) => *uring = None,
+            Ok(None) if u.refused() => *uring = None,
+            Ok(None) => {}
             Err(e) => return Err(e),
         }
     }

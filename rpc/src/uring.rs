@@ -74,6 +74,8 @@ pub(crate) struct UringWait {
     /// reaped. Declared after `ring`: a ring dropped with a wait in flight is gone before
     /// the word's segment may be unmapped.
     pending: Option<SleepWord>,
+    /// The kernel refused the futex wait: this ring is of no use.
+    refused: bool,
 }
 
 /// How a wait ended.
@@ -94,6 +96,11 @@ impl UringWait {
         UringWait::new().ok()
     }
 
+    /// Whether the kernel refused the futex wait (then wait another way for good).
+    pub(crate) fn refused(&self) -> bool {
+        self.refused
+    }
+
     fn new() -> io::Result<UringWait> {
         let ring = IoUring::new(4)?;
         let raw = RingFd(ring.as_raw_fd());
@@ -105,6 +112,7 @@ impl UringWait {
             fd,
             ring,
             pending: None,
+            refused: false,
         })
     }
 
@@ -148,7 +156,9 @@ impl UringWait {
     /// Waits for the futex wait's completion (dropping the cancellations' on the way),
     /// then ends the announced sleep.
     async fn reap(&mut self) -> io::Result<Woken> {
-        let UringWait { fd, ring, pending } = self;
+        let UringWait {
+            fd, ring, pending, ..
+        } = self;
         loop {
             let mut ready = fd.readable().await?;
             let done = ring.completion().find(|c| c.user_data() == WAIT);
@@ -171,7 +181,8 @@ impl UringWait {
 }
 
 /// The next message, copied out by `take`, sleeping with `uring` while there is none.
-/// `Ok(None)`: io_uring's futex wait is refused here: wait another way.
+/// `Ok(None)`: wait another way this time (this side polls, or waits for a
+/// reconnection), or for good when [`UringWait::refused`].
 pub(crate) async fn recv<T>(
     receiver: &mut Receiver,
     uring: &mut UringWait,
@@ -189,10 +200,13 @@ pub(crate) async fn recv<T>(
                 Err(ChannelError::Timeout { .. }) => {}
                 Err(e) => return Err(e),
             },
-            Announced::NotBlockMode => return Ok(None),
+            Announced::NotBlockMode | Announced::Reconnecting => return Ok(None),
             Announced::Sleep(word) => match uring.sleep(word).await.map_err(os)? {
                 Woken::Again => {}
-                Woken::Unsupported => return Ok(None),
+                Woken::Unsupported => {
+                    uring.refused = true;
+                    return Ok(None);
+                }
             },
         }
     }

@@ -20,6 +20,9 @@ pub enum Announced {
     /// This side does not wait in block mode (the peer would not wake a futex waiter):
     /// wait with `recv_async` instead.
     NotBlockMode,
+    /// The peer is gone and the channel waits for a reconnection, which no word
+    /// announces: wait with `recv_async` instead (it polls for the new link).
+    Reconnecting,
     /// The sleep is announced: wait on the word (value 1) until woken, then
     /// [`SleepWord::done`] and receive.
     Sleep(SleepWord),
@@ -82,8 +85,10 @@ impl Receiver {
         if !self.block_mode() {
             return Ok(Announced::NotBlockMode);
         }
-        if self.readiness(0)? != Readiness::Empty {
-            return Ok(Announced::Ready);
+        match self.readiness(0)? {
+            Readiness::Empty => {}
+            Readiness::Reconnecting => return Ok(Announced::Reconnecting),
+            Readiness::Now => return Ok(Announced::Ready),
         }
         let sleep = SleepWord {
             link: self.job(Readiness::Empty, 0).link,
@@ -93,12 +98,14 @@ impl Receiver {
         // re-check below sees the peer's publication (or departure), or the peer sees the
         // announcement and wakes the word (as in `Waiter::idle_block`).
         fence(Ordering::SeqCst);
-        match self.readiness(0) {
-            Ok(Readiness::Empty) => Ok(Announced::Sleep(sleep)),
-            other => {
-                sleep.done();
-                other.map(|_| Announced::Ready)
-            }
+        let readiness = self.readiness(0);
+        if let Ok(Readiness::Empty) = readiness {
+            return Ok(Announced::Sleep(sleep));
         }
+        sleep.done();
+        Ok(match readiness? {
+            Readiness::Reconnecting => Announced::Reconnecting,
+            _ => Announced::Ready,
+        })
     }
 }
