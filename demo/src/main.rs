@@ -6,8 +6,11 @@
 
 mod board;
 mod pacing;
+mod procstat;
 mod report;
 mod rpc;
+mod rpc_loopback;
+mod rpc_measure;
 mod side;
 mod tools;
 mod wakeup;
@@ -70,14 +73,24 @@ enum Cmd {
     #[command(hide = true)]
     BoardReader(BoardCli),
     /// Call the example RPC service (schema/service.capnp) served by a child process,
-    /// over shm, a Unix socket and TCP: latency percentiles and calls per second.
+    /// over shm, a Unix socket and TCP: latency percentiles, calls per second, context
+    /// switches and CPU per call, idle CPU; `loopback` (in-process) is capnp-rpc's floor.
     Rpc {
         /// Calls per measurement.
         #[arg(long, default_value_t = 20_000)]
         calls: u64,
-        /// Transports to measure, in order.
-        #[arg(long, value_delimiter = ',', default_value = "shm,uds,tcp")]
+        /// Transports to measure, in order: shm, uds, tcp, loopback, shm-spin (shm with a
+        /// polling window of --spin-us on both sides) and shm-thread (shm sleeping with
+        /// the channel's waiter thread instead of io_uring, on both sides).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "shm,shm-thread,shm-spin,uds,tcp,loopback"
+        )]
         transports: Vec<String>,
+        /// The polling window of shm-spin (µs).
+        #[arg(long, default_value_t = 20)]
+        spin_us: u64,
         /// One JSON object as the last line on stdout.
         #[arg(long)]
         json: bool,
@@ -87,6 +100,12 @@ enum Cmd {
     RpcServe {
         /// shm://NAME, tcp://HOST:PORT or unix:///PATH.
         address: String,
+        /// The shm network's polling window (µs), when not the default.
+        #[arg(long)]
+        shm_spin_us: Option<u64>,
+        /// Sleep with the channel's waiter thread, not io_uring.
+        #[arg(long)]
+        shm_thread: bool,
     },
     /// List the channels and boards in /dev/shm.
     List,
@@ -274,9 +293,14 @@ fn main() -> ExitCode {
         Cmd::Rpc {
             calls,
             transports,
+            spin_us,
             json,
-        } => rpc::run(calls, &transports, json),
-        Cmd::RpcServe { address } => rpc::serve(&address),
+        } => rpc::run(calls, &transports, Duration::from_micros(spin_us), json),
+        Cmd::RpcServe {
+            address,
+            shm_spin_us,
+            shm_thread,
+        } => rpc::serve(&address, shm_spin_us, shm_thread),
         Cmd::List => tools::list(),
         Cmd::Inspect { name } => tools::inspect(&name),
         Cmd::Remove { name, stale } => tools::remove(name.as_deref(), stale),

@@ -2,11 +2,13 @@
 //! ring message. Outgoing messages are framed straight into the ring
 //! (`send_message`: one copy, from the builder's segments; messages longer than a slot
 //! cover several); while the ring is full they wait in order in a queue that the
-//! network's driver sends with `send_message_async`. Incoming messages are read with
-//! `recv_async` and copied once into word-aligned memory of their own: capnp-rpc keeps an
-//! incoming message as long as the call it carries runs (a long-running call keeps its
-//! parameters), and releasing ring slots out of order is not possible, so a message cannot
-//! stay in its slot.
+//! network's driver sends with `send_message_async`. Incoming messages are waited for and
+//! copied once into word-aligned memory of their own by `receive.rs` (a polling window
+//! when one is set, then an io_uring `FUTEX_WAIT` in tokio's reactor, or the channel's
+//! `recv_async` where io_uring is refused; README, "RPC"): capnp-rpc keeps an incoming
+//! message as long as the call it carries runs (a long-running call keeps its
+//! parameters), and releasing ring slots out of order is not possible, so a message
+//! cannot stay in its slot.
 //!
 //! The peer's departure reaches capnp-rpc as a clean end of stream (`Closed`) or as a
 //! `Disconnected` error (`PeerDead`, and anything else the channel reports), so every
@@ -18,12 +20,14 @@ use std::rc::{Rc, Weak};
 use capnp::capability::Promise;
 use capnp::message::{Builder, HeapAllocator, ReaderOptions};
 use capnp::serialize::BufferSegments;
-use capnp::Word;
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use capnp_shm_transport::{Channel, Error as ChannelError, Receiver, SendMessage, Sender, Timeout};
 use futures::channel::{mpsc, oneshot};
 use futures::future::Either;
 use futures::{FutureExt, StreamExt};
+
+use crate::receive::{next_message, Aligned};
+use crate::spin::{default_spin, SpinPolicy};
 
 type Message = Rc<Builder<HeapAllocator>>;
 
@@ -65,23 +69,6 @@ pub(crate) fn to_capnp(e: ChannelError) -> capnp::Error {
         | ChannelError::GaveUp => capnp::Error::disconnected(e.to_string()),
         other => capnp::Error::failed(other.to_string()),
     }
-}
-
-/// Word-aligned bytes of one received message (what the Cap'n Proto reader reads).
-struct Aligned(Vec<Word>, usize);
-
-impl std::ops::Deref for Aligned {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &Word::words_to_bytes(&self.0)[..self.1]
-    }
-}
-
-/// One copy of a received message into word-aligned memory of its own.
-fn aligned_copy(msg: &[u8]) -> Aligned {
-    let mut words = Word::allocate_zeroed_vec(msg.len().div_ceil(8));
-    Word::words_to_bytes_mut(&mut words)[..msg.len()].copy_from_slice(msg);
-    Aligned(words, msg.len())
 }
 
 struct Incoming(capnp::message::Reader<BufferSegments<Aligned>>);
@@ -165,6 +152,8 @@ struct Inner {
     failure: Rc<Failure>,
     side: Side,
     options: ReaderOptions,
+    spin: Rc<Cell<SpinPolicy>>,
+    uring: Rc<RefCell<Option<crate::uring::UringWait>>>,
     on_drop: Option<oneshot::Sender<()>>,
 }
 
@@ -200,19 +189,31 @@ impl capnp_rpc::Connection<Side> for Connection {
     fn receive_incoming_message(
         &mut self,
     ) -> Promise<Option<Box<dyn capnp_rpc::IncomingMessage>>, capnp::Error> {
-        let (slot, options, failure) = {
+        let (slot, options, failure, spin, uring_slot) = {
             let inner = self.0.borrow();
-            (inner.receiver.clone(), inner.options, inner.failure.clone())
+            let spin = inner.spin.clone();
+            let uring = inner.uring.clone();
+            (
+                inner.receiver.clone(),
+                inner.options,
+                inner.failure.clone(),
+                spin,
+                uring,
+            )
         };
+        let mut uring = uring_slot.borrow_mut().take();
         let taken = (slot.borrow_mut().take(), failure.rx.borrow_mut().take());
         let (Some(mut receiver), Some(mut failed)) = taken else {
             return Promise::err(capnp::Error::failed("connection failed or busy".into()));
         };
+        let mut policy = spin.get();
+        let deadline = policy.begin(std::time::Instant::now());
+        spin.set(policy);
         Promise::from_future(async move {
             let received = {
-                let recv = std::pin::pin!(receiver.recv_async());
-                match futures::future::select(recv, &mut failed).await {
-                    Either::Left((msg, _)) => msg.map(|msg| aligned_copy(&msg)),
+                let next = std::pin::pin!(next_message(&mut receiver, &spin, deadline, &mut uring));
+                match futures::future::select(next, &mut failed).await {
+                    Either::Left((msg, _)) => msg,
                     Either::Right((failure, _)) => {
                         return Err(failure.unwrap_or_else(|_| {
                             capnp::Error::disconnected("connection dropped".into())
@@ -221,6 +222,7 @@ impl capnp_rpc::Connection<Side> for Connection {
                 }
             };
             *slot.borrow_mut() = Some(receiver);
+            *uring_slot.borrow_mut() = uring;
             *failure.rx.borrow_mut() = Some(failed);
             match received {
                 Ok(bytes) => {
@@ -259,15 +261,16 @@ pub struct ShmNetwork {
 
 impl ShmNetwork {
     /// A network over `channel` (its receiver must not be taken by a callback thread),
-    /// reading incoming messages with `options`.
+    /// reading incoming messages with `options`, polling for each incoming message for
+    /// [`default_spin`](crate::default_spin) before parking (see [`ShmNetwork::set_spin`]).
     pub fn new(
         channel: Channel,
         side: Side,
         options: ReaderOptions,
     ) -> Result<ShmNetwork, ChannelError> {
         let (mut sender, mut receiver) = channel.split()?;
-        // No spin window: a call's answer takes the peer's RPC system longer than the
-        // spin phase, and spinning took the core the peer needed (README, "RPC").
+        // The polling window is this network's own (`spin.rs`): once it is over, the
+        // receive parks at once.
         receiver.set_async_spin(std::time::Duration::ZERO);
         sender.set_async_spin(std::time::Duration::ZERO);
         let sender: SenderSlot = Rc::new(RefCell::new(Some(sender)));
@@ -308,6 +311,8 @@ impl ShmNetwork {
             failure,
             side,
             options,
+            spin: Rc::new(Cell::new(SpinPolicy::new(default_spin()))),
+            uring: Rc::new(RefCell::new(crate::uring::UringWait::if_enabled())),
             on_drop: Some(on_drop),
         }));
         Ok(ShmNetwork {
@@ -316,6 +321,30 @@ impl ShmNetwork {
             driver: Promise::from_future(driver).shared(),
             side,
         })
+    }
+}
+
+impl ShmNetwork {
+    /// Sets how long each receive polls the ring on the executor thread before it parks
+    /// (adaptive: windows that catch nothing make the next receives park at once; zero:
+    /// always park at once). See [`set_default_spin`](crate::set_default_spin).
+    ///
+    /// ```
+    /// # use capnp_shm_transport::Channel;
+    /// # use capnp_rpc::rpc_twoparty_capnp::Side;
+    /// # let name = format!("cst-doc-rpc-spin-{}", std::process::id());
+    /// let channel = Channel::builder(&name).slot_size(256).create()?;
+    /// let mut network = capnp_shm_rpc::ShmNetwork::new(
+    ///     channel, Side::Server, capnp::message::ReaderOptions::new())?;
+    /// network.set_spin(std::time::Duration::ZERO);
+    /// # drop(network);
+    /// # capnp_shm_transport::remove_channel(&name)?;
+    /// # Ok::<(), capnp_shm_transport::Error>(())
+    /// ```
+    pub fn set_spin(&mut self, window: std::time::Duration) {
+        if let Some(inner) = self.weak.upgrade() {
+            inner.borrow().spin.set(SpinPolicy::new(window));
+        }
     }
 }
 

@@ -21,6 +21,7 @@ pub(crate) mod attach;
 mod builder;
 mod channel;
 mod control;
+mod external_wait;
 mod link;
 mod parker;
 mod ready;
@@ -35,6 +36,7 @@ pub use builder::{
 };
 pub use channel::Channel;
 pub use control::{Control, DirectionStats, PeerState, Stats};
+pub use external_wait::{Announced, SleepWord};
 pub use link::Side;
 pub use receive_thread::Callback;
 pub use receiver::{Receiver, RecvGuard, Trust};
