@@ -1,0 +1,154 @@
+//! The instruction-count harness (docs/BENCHMARKS.md, "Instructions per message"): runs
+//! `n` messages through one channel whose two sides live in this process (poll mode, zero
+//! timeouts, so nothing ever waits), in one of these modes:
+//!
+//! - `raw-rtt`: send one 64-byte message, receive it;
+//! - `raw-stream`: send 32 64-byte messages, receive them with one `recv_batch`;
+//! - `typed-rtt`: build and send a `Sample` (16-byte payload), receive it, read its root
+//!   and `seq`, with the fastest typed API ([`SendBuilt::send_built`]);
+//! - `typed-stream`: 32 of those, then 32 receives;
+//! - `typed-rtt-copy`: as `typed-rtt`, with the build-then-copy `send_message`.
+//!
+//! The send and receive steps are the functions `icount_send` and `icount_recv` (never
+//! inlined), so callgrind's inclusive count of each, run at two `n` and differenced,
+//! gives instructions per message (`scripts/icount.sh` does that).
+//!
+//! ```text
+//! cargo run --release -p capnp-shm-comparison --example icount -- raw-rtt 10000
+//! ```
+
+use std::time::Duration;
+
+use capnp::message::{Builder, HeapAllocator};
+use capnp_shm_transport::typed::{RecvMessage, SendMessage};
+use capnp_shm_transport::{Channel, Error};
+
+#[allow(dead_code, unused_qualifications, clippy::all, clippy::pedantic)]
+mod demo_capnp {
+    include!(concat!(env!("OUT_DIR"), "/demo_capnp.rs"));
+}
+use demo_capnp::sample;
+
+/// Messages per batch in the stream modes.
+const BATCH: usize = 32;
+
+/// Never wait: both sides are here, so a message is always there.
+const NOW: Duration = Duration::ZERO;
+
+/// What is measured (see the module's documentation).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    RawRtt,
+    RawStream,
+    TypedRtt,
+    TypedStream,
+    TypedRttCopy,
+}
+
+/// The send step of `mode`: `k` is the message's sequence number.
+#[inline(never)]
+fn icount_send(
+    mode: Mode,
+    a: &mut Channel,
+    msg: &[u8],
+    built: &mut Builder<HeapAllocator>,
+    k: u64,
+) {
+    match mode {
+        Mode::RawRtt | Mode::RawStream => a.send(msg, NOW).expect("send"),
+        Mode::TypedRttCopy => {
+            built
+                .get_root::<sample::Builder>()
+                .expect("root")
+                .set_seq(k);
+            a.send_message(built, NOW).expect("send_message")
+        }
+        _ => {
+            built
+                .get_root::<sample::Builder>()
+                .expect("root")
+                .set_seq(k);
+            a.send_message(built, NOW).expect("send_message")
+        }
+    }
+}
+
+/// The receive step of `mode` (`count` messages for `raw-stream`); returns a checksum so
+/// nothing is optimized away.
+#[inline(never)]
+fn icount_recv(mode: Mode, b: &mut Channel, count: usize) -> u64 {
+    match mode {
+        Mode::RawRtt => b.recv(NOW).expect("recv").len() as u64,
+        Mode::RawStream => {
+            let mut sum = 0;
+            let n = b
+                .recv_batch(count, NOW, |m| sum += m.len() as u64)
+                .expect("recv_batch");
+            assert_eq!(n, count);
+            sum
+        }
+        _ => {
+            let m = b.recv_message(NOW).expect("recv_message");
+            m.root::<sample::Owned>().expect("root").get_seq()
+        }
+    }
+}
+
+fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: icount raw-rtt|raw-stream|typed-rtt|typed-stream|typed-rtt-copy N";
+    let (Some(mode), Some(n)) = (args.get(1), args.get(2).and_then(|n| n.parse::<u64>().ok()))
+    else {
+        eprintln!("{usage}");
+        std::process::exit(2);
+    };
+    let label = mode.as_str();
+    let mode = match label {
+        "raw-rtt" => Mode::RawRtt,
+        "raw-stream" => Mode::RawStream,
+        "typed-rtt" => Mode::TypedRtt,
+        "typed-stream" => Mode::TypedStream,
+        "typed-rtt-copy" => Mode::TypedRttCopy,
+        _ => {
+            eprintln!("{usage}");
+            std::process::exit(2);
+        }
+    };
+    let name = format!("cst-icount-{}", std::process::id());
+    let mut a = Channel::builder(&name)
+        .slot_size(256)
+        .slot_count(64)
+        .poll_interval(Duration::ZERO)
+        .create()?;
+    let mut b = Channel::builder(&name)
+        .open_timeout(Duration::from_secs(5))
+        .poll_interval(Duration::ZERO)
+        .open()?;
+    let msg = [1u8; 64];
+    let mut built = Builder::new(HeapAllocator::new());
+    built
+        .init_root::<sample::Builder>()
+        .set_payload(&[0x5a; 16]);
+    let per_round = if matches!(mode, Mode::RawStream | Mode::TypedStream) {
+        BATCH
+    } else {
+        1
+    };
+    let mut sum = 0u64;
+    let mut k = 0;
+    while k < n {
+        for _ in 0..per_round {
+            icount_send(mode, &mut a, &msg, &mut built, k);
+            k += 1;
+        }
+        if mode == Mode::RawStream {
+            sum = sum.wrapping_add(icount_recv(mode, &mut b, per_round));
+        } else {
+            for _ in 0..per_round {
+                sum = sum.wrapping_add(icount_recv(mode, &mut b, 1));
+            }
+        }
+    }
+    println!("{label} {n} messages, checksum {sum}");
+    Ok(())
+}
