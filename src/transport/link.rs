@@ -136,7 +136,23 @@ impl Link {
     /// than the two flags: this link's truncation marks are read only once some mapping of
     /// the process was found truncated; a gone peer's segments are checked with `fstat`
     /// (so a truncation that closed the peer is reported as what it is).
+    #[inline]
     pub(crate) fn peer_gone(&self) -> Option<Error> {
+        // The usual answer, "still there", from three loads without a call. SYNC POINT
+        // (`peer_dead`) with the monitor's Release stores in `Session` (peer seen dead or
+        // back); `peer_closed` names its own.
+        if !sigbus::any_truncated()
+            && !self.peer_closed()
+            && !self.peer_dead.load(Ordering::Acquire)
+        {
+            return None;
+        }
+        self.why_gone()
+    }
+    /// [`Link::peer_gone`] once a flag is up: which one, truncation first.
+    #[cold]
+    #[inline(never)]
+    fn why_gone(&self) -> Option<Error> {
         if sigbus::any_truncated() && self.segments.iter().any(|s| s.marked()) {
             return self.truncated();
         }

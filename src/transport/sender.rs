@@ -10,6 +10,7 @@ use super::control::Control;
 use super::link::Link;
 use super::parker::{Job, Parker, WordOf};
 use super::ready::{Half, Readiness};
+use super::Trust;
 use crate::error::{Error, Result};
 use crate::ring::Region;
 use crate::ring::Producer;
@@ -27,10 +28,15 @@ pub struct Sender {
     producer: CachePadded<Producer<Region>>,
     /// The waiter thread of [`Sender::send_async`] (started at its first wait).
     parker: Parker,
+    /// How far this side trusts the peer (its receiver's setting): a trusted peer writes
+    /// no free slot, so messages may be built in them ([`crate::typed::SendBuilt`]).
+    trust: Trust,
+    /// Private memory to build messages in for a peer not trusted (empty until needed).
+    scratch: Vec<capnp::Word>,
 }
 
 impl Sender {
-    pub(crate) fn new(control: Control) -> Result<Sender> {
+    pub(crate) fn new(control: Control, trust: Trust) -> Result<Sender> {
         let (link, epoch) = control.session.current();
         let producer = CachePadded::new(producer_for(&link)?);
         Ok(Sender {
@@ -39,14 +45,28 @@ impl Sender {
             epoch,
             producer,
             parker: Parker::default(),
+            trust,
+            scratch: Vec::new(),
         })
+    }
+
+    /// Whether the peer is trusted not to write free slots ([`Trust::Cooperating`]).
+    pub(crate) fn trusts_peer(&self) -> bool {
+        self.trust == Trust::Cooperating
+    }
+
+    /// The private buffer messages are built in when the peer is not trusted.
+    pub(crate) fn scratch_mut(&mut self) -> &mut Vec<capnp::Word> {
+        &mut self.scratch
     }
 
     /// Moves to the session's current link if a reconnection replaced ours.
     #[inline]
     fn sync(&mut self) -> Result<()> {
         if self.control.session.epoch() != self.epoch {
-            *self = Sender::new(self.control.clone())?;
+            let scratch = std::mem::take(&mut self.scratch);
+            *self = Sender::new(self.control.clone(), self.trust)?;
+            self.scratch = scratch;
         }
         Ok(())
     }

@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use capnp::message::{Builder, HeapAllocator};
-use capnp_shm_transport::typed::{RecvMessage, SendMessage};
+use capnp_shm_transport::typed::{RecvMessage, SendBuilt, SendMessage};
 use capnp_shm_transport::{Channel, Error};
 
 #[allow(dead_code, unused_qualifications, clippy::all, clippy::pedantic)]
@@ -63,13 +63,14 @@ fn icount_send(
                 .set_seq(k);
             a.send_message(built, NOW).expect("send_message")
         }
-        _ => {
-            built
-                .get_root::<sample::Builder>()
-                .expect("root")
-                .set_seq(k);
-            a.send_message(built, NOW).expect("send_message")
-        }
+        // A `Sample` with a 16-byte payload is 72 bytes framed.
+        _ => a
+            .send_built::<sample::Owned>(80, NOW, |mut s| {
+                s.set_seq(k);
+                s.set_payload(&[0x5a; 16]);
+                Ok(())
+            })
+            .expect("send_built"),
     }
 }
 

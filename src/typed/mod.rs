@@ -62,6 +62,9 @@ use crate::error::{Error, Result};
 use crate::transport::{Channel, ChannelBuilder, Receiver, RecvGuard, Sender};
 use crate::wait::Timeout;
 
+mod built;
+pub use built::SendBuilt;
+
 /// The most segments a received message may have. A message written by
 /// [`SendMessage::send_message`] from a builder with a large enough first segment has one.
 pub const MAX_SEGMENTS: usize = 64;
@@ -147,7 +150,8 @@ impl SendMessage for Channel {
 ///
 /// The segment bounds are kept in this (process-local) value and checked against the
 /// slot's length when parsed, so nothing the peer writes into the slot afterwards can make
-/// a segment reach outside it. Parsing allocates nothing.
+/// a segment reach outside it. Parsing a single-segment message allocates nothing (the
+/// bounds of several segments take one small allocation).
 ///
 /// The bytes are either borrowed ([`SlotSegments::parse`], [`read_slot`]) or, for
 /// [`RecvMessage::recv_message`], a received message that these segments own (its slot,
@@ -156,11 +160,26 @@ impl SendMessage for Channel {
 pub struct SlotSegments<'a> {
     /// The whole slot payload (the message and any bytes after it).
     bytes: SlotBytes<'a>,
-    /// `(start, end)` byte offsets into `bytes` of each segment; the first `count` are used.
+    /// `(start, end)` byte offsets into `bytes` of each segment.
     /// Invariant: `start <= end <= bytes.len()` and both are multiples of 8.
-    bounds: [(u32, u32); MAX_SEGMENTS],
-    /// Number of segments, `1..=MAX_SEGMENTS`.
-    count: usize,
+    bounds: Bounds,
+}
+
+/// The segments' bounds: inline for the usual single segment (a small value, cheap to
+/// move with the reader that holds it), on the heap for several.
+enum Bounds {
+    One((u32, u32)),
+    Many(Box<[(u32, u32)]>),
+}
+
+impl Bounds {
+    #[inline]
+    fn as_slice(&self) -> &[(u32, u32)] {
+        match self {
+            Bounds::One(one) => std::slice::from_ref(one),
+            Bounds::Many(many) => many,
+        }
+    }
 }
 
 impl<'a> SlotSegments<'a> {
@@ -170,29 +189,28 @@ impl<'a> SlotSegments<'a> {
     ///
     /// Errors are [`Error::Decode`] with the matching [`capnp::ErrorKind`].
     pub fn parse(bytes: &'a [u8], options: &ReaderOptions) -> Result<Self> {
-        let (bounds, count) = parse_table(bytes, options)?;
+        let bounds = parse_table(bytes, options)?;
         Ok(SlotSegments {
             bytes: SlotBytes::Borrowed(bytes),
             bounds,
-            count,
         })
     }
 
     /// Like [`SlotSegments::parse`], over a received slot, which the segments keep (and
     /// release when they drop). On an error the slot is released at once.
     fn from_slot(slot: RecvGuard<'a>, options: &ReaderOptions) -> Result<Self> {
-        let (bounds, count) = parse_table(&slot, options)?;
+        let bounds = parse_table(&slot, options)?;
         Ok(SlotSegments {
             bytes: SlotBytes::Slot(slot),
             bounds,
-            count,
         })
     }
 
     /// Length in bytes of the framed message (segment table + segments), which may be
     /// shorter than the slot payload it was parsed from.
     pub fn framed_len(&self) -> usize {
-        self.bounds[self.count - 1].1 as usize
+        let bounds = self.bounds.as_slice();
+        bounds[bounds.len() - 1].1 as usize
     }
 }
 
@@ -216,8 +234,8 @@ impl Deref for SlotBytes<'_> {
 }
 
 /// The `(start, end)` byte offsets of each segment framed at the start of `bytes` (see
-/// [`SlotSegments::parse`]), and the number of segments.
-type Table = ([(u32, u32); MAX_SEGMENTS], usize);
+/// [`SlotSegments::parse`]).
+type Table = Bounds;
 
 /// Parses and checks the segment table at the start of `bytes` (see
 /// [`SlotSegments::parse`]).
@@ -264,6 +282,15 @@ fn table_from_words(
             available_words,
         )));
     }
+    let to_u32 = |v: usize| u32::try_from(v).map_err(|_| decode(ErrorKind::MessageSizeOverflow));
+    if count == 1 {
+        // The usual case: one length word, read once, checked, kept inline.
+        let words = word_at(1).expect("inside the table checked above");
+        check_total(u64::from(words), table_words, available_words, options)?;
+        let start = table_words * WORD;
+        let end = start + words as usize * WORD;
+        return Ok(Bounds::One((to_u32(start)?, to_u32(end)?)));
+    }
     // Each segment's length in words, read once: the checks below and the bounds are
     // computed from these values only.
     let mut lens = [0u32; MAX_SEGMENTS];
@@ -273,6 +300,29 @@ fn table_from_words(
         *words = word_at(i + 1).expect("inside the table checked above");
         total_words += u64::from(*words);
     }
+    check_total(total_words, table_words, available_words, options)?;
+    // Everything below fits in `bytes`, whose length fits in usize; the slot size is
+    // at most MAX_SLOT_SIZE (< 4 GiB), but check the u32 conversion anyway.
+    let mut bounds = Vec::with_capacity(count);
+    let mut start = table_words * WORD;
+    for &words in lens.iter().take(count) {
+        let end = start + words as usize * WORD;
+        debug_assert!(end <= len);
+        bounds.push((to_u32(start)?, to_u32(end)?));
+        start = end;
+    }
+    Ok(Bounds::Many(bounds.into_boxed_slice()))
+}
+
+/// Checks segments of `total_words` after a table of `table_words` against the
+/// `available_words` and `options`' traversal limit.
+#[inline]
+fn check_total(
+    total_words: u64,
+    table_words: usize,
+    available_words: usize,
+    options: &ReaderOptions,
+) -> Result<()> {
     if let Some(limit) = options.traversal_limit_in_words {
         if total_words > limit as u64 {
             return Err(decode(ErrorKind::MessageTooLarge(
@@ -287,28 +337,18 @@ fn table_from_words(
             available_words,
         )));
     }
-    // Everything below fits in `bytes`, whose length fits in usize; the slot size is
-    // at most MAX_SLOT_SIZE (< 4 GiB), but check the u32 conversion anyway.
-    let to_u32 = |v: usize| u32::try_from(v).map_err(|_| decode(ErrorKind::MessageSizeOverflow));
-    let mut bounds = [(0u32, 0u32); MAX_SEGMENTS];
-    let mut start = table_words * WORD;
-    for (bound, &words) in bounds.iter_mut().zip(&lens).take(count) {
-        let end = start + words as usize * WORD;
-        debug_assert!(end <= len);
-        *bound = (to_u32(start)?, to_u32(end)?);
-        start = end;
-    }
-    Ok((bounds, count))
+    Ok(())
 }
 
 impl ReaderSegments for SlotSegments<'_> {
+    #[inline]
     fn get_segment(&self, idx: u32) -> Option<&[u8]> {
-        let &(start, end) = self.bounds[..self.count].get(idx as usize)?;
+        let &(start, end) = self.bounds.as_slice().get(idx as usize)?;
         self.bytes.get(start as usize..end as usize)
     }
 
     fn len(&self) -> usize {
-        self.count
+        self.bounds.as_slice().len()
     }
 }
 
@@ -439,7 +479,6 @@ mod tests {
             Some(word)
         });
         assert_eq!(reads, [1, 1], "each table word read once");
-        let (bounds, count) = table.unwrap();
-        assert_eq!((count, bounds[0]), (1, (8, 24)));
+        assert_eq!(table.unwrap().as_slice(), &[(8, 24)]);
     }
 }

@@ -1,0 +1,133 @@
+//! Messages built in place (`SendBuilt::send_built`): fields read back, the slot's stale
+//! bytes never show through (only what the builder allocates is zeroed), a message that
+//! outgrows its capacity is still delivered whole, a build error publishes nothing, and
+//! a peer not trusted gets a message built in private memory.
+
+mod common;
+#[path = "common/demo_capnp.rs"]
+mod demo_capnp;
+
+use std::time::Duration;
+
+use capnp_shm_transport::{Channel, Error, RecvMessage, SendBuilt, Trust};
+use common::TestName;
+use demo_capnp::sample;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn pair(name: &TestName, trust: Trust) -> (Channel, Channel) {
+    let a = Channel::builder(&name.0)
+        .slot_size(256)
+        .slot_count(4)
+        .trust(trust)
+        .create()
+        .unwrap();
+    let b = Channel::builder(&name.0)
+        .open_timeout(WAIT)
+        .trust(trust)
+        .open()
+        .unwrap();
+    (a, b)
+}
+
+/// Receives one `Sample`: its seq, sent_ns, payload and whether its union is `none`.
+fn receive(b: &mut Channel) -> (u64, u64, Vec<u8>, bool) {
+    let msg = b.recv_message(WAIT).unwrap();
+    let s = msg.root::<sample::Owned>().unwrap();
+    let none = matches!(s.get_control().which(), Ok(sample::control::None(())));
+    (
+        s.get_seq(),
+        s.get_sent_ns(),
+        s.get_payload().unwrap().to_vec(),
+        none,
+    )
+}
+
+/// Fills every slot with 0xff bytes, so anything the builder does not zero shows.
+fn dirty_every_slot(a: &mut Channel, b: &mut Channel) {
+    for _ in 0..4 {
+        a.send(&[0xff; 256], WAIT).unwrap();
+        drop(b.recv(WAIT).unwrap());
+    }
+}
+
+fn round_trips_over_dirty_slots(trust: Trust) {
+    let name = TestName::new("built");
+    let (mut a, mut b) = pair(&name, trust);
+    dirty_every_slot(&mut a, &mut b);
+    for seq in 0..8u64 {
+        // Only seq and payload are set: sent_ns and the union must read as zero.
+        a.send_built::<sample::Owned>(256, WAIT, |mut s| {
+            s.set_seq(seq);
+            s.set_payload(&[seq as u8; 5]);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(receive(&mut b), (seq, 0, vec![seq as u8; 5], true));
+    }
+}
+
+#[test]
+fn built_in_the_slot_over_stale_bytes() {
+    round_trips_over_dirty_slots(Trust::Cooperating);
+}
+
+#[test]
+fn built_in_private_memory_for_a_peer_not_trusted() {
+    round_trips_over_dirty_slots(Trust::Untrusted);
+}
+
+#[test]
+fn a_message_that_outgrows_its_capacity_is_sent_whole() {
+    let name = TestName::new("built-outgrown");
+    for trust in [Trust::Cooperating, Trust::Untrusted] {
+        let (mut a, mut b) = pair(&name, trust);
+        dirty_every_slot(&mut a, &mut b);
+        // 32 bytes of room: the 200-byte payload goes to a second segment.
+        a.send_built::<sample::Owned>(32, WAIT, |mut s| {
+            s.set_seq(9);
+            s.set_payload(&[7; 200]);
+            Ok(())
+        })
+        .unwrap();
+        let msg = b.recv_message(WAIT).unwrap();
+        assert!(msg.bytes().len() > 200);
+        let s = msg.root::<sample::Owned>().unwrap();
+        assert_eq!(
+            (s.get_seq(), s.get_payload().unwrap()),
+            (9, &[7u8; 200][..])
+        );
+        drop(msg);
+        drop((a, b));
+    }
+}
+
+#[test]
+fn a_build_error_publishes_nothing() {
+    let name = TestName::new("built-error");
+    let (mut a, mut b) = pair(&name, Trust::Cooperating);
+    let failed = a.send_built::<sample::Owned>(128, WAIT, |mut s| {
+        s.set_seq(1);
+        Err(capnp::Error::failed("no".into()))
+    });
+    assert!(matches!(failed, Err(Error::Encode(_))), "{failed:?}");
+    assert!(matches!(b.recv(Duration::ZERO), Err(Error::Timeout { .. })));
+    // The slot is still usable.
+    a.send_built::<sample::Owned>(128, WAIT, |mut s| {
+        s.set_seq(2);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(receive(&mut b).0, 2);
+}
+
+#[test]
+fn a_capacity_below_two_words_is_too_large_a_request() {
+    let name = TestName::new("built-tiny");
+    let (mut a, _b) = pair(&name, Trust::Cooperating);
+    let tiny = a.send_built::<sample::Owned>(15, WAIT, |_| Ok(()));
+    assert!(
+        matches!(tiny, Err(Error::MessageTooLarge { .. })),
+        "{tiny:?}"
+    );
+}
