@@ -1,7 +1,7 @@
-//! Messages built in place (`SendBuilt::send_built`): fields read back, the slot's stale
-//! bytes never show through (only what the builder allocates is zeroed), a message that
-//! outgrows its capacity is still delivered whole, a build error publishes nothing, and
-//! a peer not trusted gets a message built in private memory.
+//! Messages built without a `capnp::message::Builder` (`SendBuilt::send_built`): fields
+//! read back, the earlier messages' bytes in the reused private buffer never show through
+//! (only what the builder allocates is zeroed), a message that outgrows its capacity is
+//! still delivered whole, and a build error publishes nothing.
 
 mod common;
 #[path = "common/demo_capnp.rs"]
@@ -43,18 +43,26 @@ fn receive(b: &mut Channel) -> (u64, u64, Vec<u8>, bool) {
     )
 }
 
-/// Fills every slot with 0xff bytes, so anything the builder does not zero shows.
-fn dirty_every_slot(a: &mut Channel, b: &mut Channel) {
+/// Fills the sender's private buffer (and every slot) with a message whose every field is
+/// set, so anything a later build does not zero shows.
+fn dirty(a: &mut Channel, b: &mut Channel) {
     for _ in 0..4 {
-        a.send(&[0xff; 256], WAIT).unwrap();
-        drop(b.recv(WAIT).unwrap());
+        a.send_built::<sample::Owned>(256, WAIT, |mut s| {
+            s.set_seq(u64::MAX);
+            s.set_sent_ns(u64::MAX);
+            s.set_payload(&[0xff; 160]);
+            s.get_control().init_tune().set_poll_interval_us(u32::MAX);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(receive(b).1, u64::MAX);
     }
 }
 
-fn round_trips_over_dirty_slots(trust: Trust) {
+fn round_trips_over_stale_bytes(trust: Trust) {
     let name = TestName::new("built");
     let (mut a, mut b) = pair(&name, trust);
-    dirty_every_slot(&mut a, &mut b);
+    dirty(&mut a, &mut b);
     for seq in 0..8u64 {
         // Only seq and payload are set: sent_ns and the union must read as zero.
         a.send_built::<sample::Owned>(256, WAIT, |mut s| {
@@ -68,13 +76,13 @@ fn round_trips_over_dirty_slots(trust: Trust) {
 }
 
 #[test]
-fn built_in_the_slot_over_stale_bytes() {
-    round_trips_over_dirty_slots(Trust::Cooperating);
+fn built_over_stale_bytes() {
+    round_trips_over_stale_bytes(Trust::Cooperating);
 }
 
 #[test]
-fn built_in_private_memory_for_a_peer_not_trusted() {
-    round_trips_over_dirty_slots(Trust::Untrusted);
+fn built_over_stale_bytes_to_an_untrusting_receiver() {
+    round_trips_over_stale_bytes(Trust::Untrusted);
 }
 
 #[test]
@@ -82,7 +90,7 @@ fn a_message_that_outgrows_its_capacity_is_sent_whole() {
     let name = TestName::new("built-outgrown");
     for trust in [Trust::Cooperating, Trust::Untrusted] {
         let (mut a, mut b) = pair(&name, trust);
-        dirty_every_slot(&mut a, &mut b);
+        dirty(&mut a, &mut b);
         // 32 bytes of room: the 200-byte payload goes to a second segment.
         a.send_built::<sample::Owned>(32, WAIT, |mut s| {
             s.set_seq(9);

@@ -43,7 +43,7 @@ impl Channel {
         trust: Trust,
     ) -> Result<Channel> {
         let control = Control::new(session);
-        let sender = Sender::new(control.clone(), trust)?;
+        let sender = Sender::new(control.clone())?;
         let receiver = Receiver::new(control, trust)?;
         let (receiver, receive_thread) = match callback {
             None => (Some(receiver), None),

@@ -10,7 +10,6 @@ use super::control::Control;
 use super::link::Link;
 use super::parker::{Job, Parker, WordOf};
 use super::ready::{Half, Readiness};
-use super::Trust;
 use crate::error::{Error, Result};
 use crate::ring::Region;
 use crate::ring::Producer;
@@ -28,15 +27,13 @@ pub struct Sender {
     producer: CachePadded<Producer<Region>>,
     /// The waiter thread of [`Sender::send_async`] (started at its first wait).
     parker: Parker,
-    /// How far this side trusts the peer (its receiver's setting): a trusted peer writes
-    /// no free slot, so messages may be built in them ([`crate::typed::SendBuilt`]).
-    trust: Trust,
-    /// Private memory to build messages in for a peer not trusted (empty until needed).
+    /// Private memory that [`crate::typed::SendBuilt`] builds messages in (empty until
+    /// first used).
     scratch: Vec<capnp::Word>,
 }
 
 impl Sender {
-    pub(crate) fn new(control: Control, trust: Trust) -> Result<Sender> {
+    pub(crate) fn new(control: Control) -> Result<Sender> {
         let (link, epoch) = control.session.current();
         let producer = CachePadded::new(producer_for(&link)?);
         Ok(Sender {
@@ -45,17 +42,11 @@ impl Sender {
             epoch,
             producer,
             parker: Parker::default(),
-            trust,
             scratch: Vec::new(),
         })
     }
 
-    /// Whether the peer is trusted not to write free slots ([`Trust::Cooperating`]).
-    pub(crate) fn trusts_peer(&self) -> bool {
-        self.trust == Trust::Cooperating
-    }
-
-    /// The private buffer messages are built in when the peer is not trusted.
+    /// The private buffer [`crate::typed::SendBuilt`] builds messages in.
     pub(crate) fn scratch_mut(&mut self) -> &mut Vec<capnp::Word> {
         &mut self.scratch
     }
@@ -65,7 +56,7 @@ impl Sender {
     fn sync(&mut self) -> Result<()> {
         if self.control.session.epoch() != self.epoch {
             let scratch = std::mem::take(&mut self.scratch);
-            *self = Sender::new(self.control.clone(), self.trust)?;
+            *self = Sender::new(self.control.clone())?;
             self.scratch = scratch;
         }
         Ok(())

@@ -1,13 +1,16 @@
-//! Building a Cap'n Proto message straight into the ring ([`SendBuilt::send_built`]): the
-//! message's one segment is the slot payload after the 8-byte segment table, so nothing
-//! is copied after the build and no segment list is kept.
+//! Building a Cap'n Proto message without `capnp::message::Builder`
+//! ([`SendBuilt::send_built`]): its one segment is built in the sender's private buffer
+//! (allocated once, reused) over a stack arena, framed there, and copied into the slot
+//! once; nothing is allocated per message.
 //!
-//! A Cap'n Proto builder trusts its segment: it reads back the pointers it wrote (to
-//! clear an old value before setting a new one), so memory another process may write
-//! while the message is built could send it outside the segment. The ring is built in
-//! only when this side trusts the peer ([`Trust::Cooperating`](crate::Trust), which
-//! promises that the peer writes no slot it does not own); otherwise the message is built
-//! in private memory (one buffer per sender, reused) and copied into the slot once.
+//! Not in the slot itself, which was tried (issue 20) and measured slower: in a round trip
+//! the receiver polls the commit word in the slot's header, on the same cache line as the
+//! payload's first 48 bytes, so each of the builder's many stores and loads to those words
+//! moved the line between the cores (`capnp-shm-demo bench --quick`: 1426 ns a round trip
+//! built in the slot, 762 ns with a prebuilt message copied, 650 ns built privately with
+//! untrusted receivers' extra copy). A Cap'n Proto builder also reads back the pointers it
+//! wrote, so in memory the peer can write, a peer could steer it outside the segment;
+//! private memory has no such peer.
 
 use capnp::private::arena::{BuilderArena, ReaderArena};
 use capnp::private::layout::PointerBuilder;
@@ -19,20 +22,22 @@ use crate::error::{Error, Result};
 use crate::transport::{Channel, Sender};
 use crate::wait::Timeout;
 
-/// Builds Cap'n Proto messages in place. Implemented by [`Sender`] and [`Channel`].
+/// Builds Cap'n Proto messages without a `capnp::message::Builder`. Implemented by
+/// [`Sender`] and [`Channel`].
 pub trait SendBuilt {
     /// Builds a message whose root is a `T` (e.g. `demo_capnp::sample::Owned`) with
-    /// `build`, directly in the next free slot(s), and publishes it, waiting up to
-    /// `timeout` for `capacity` bytes of the ring.
+    /// `build`, and publishes it in the next free slot(s), waiting up to `timeout` for
+    /// them.
     ///
-    /// `capacity` is the room the framed message (an 8-byte segment table, then the one
-    /// segment) may take, rounded down to whole words; those bytes are zeroed before
-    /// `build` runs (Cap'n Proto needs a zeroed segment), so a capacity close to the
-    /// message's size costs least. A message that outgrows it is not lost: its first
-    /// segment continues on the heap, and the whole message is then framed and sent with
-    /// one copy, like [`SendMessage::send_message`](super::SendMessage::send_message)
-    /// (a slower path that allocates; a larger capacity avoids it). Within `capacity` the
-    /// path allocates nothing.
+    /// The message is built in the sender's private buffer of `capacity` bytes (rounded
+    /// down to whole words; grown once to the largest capacity asked for, then reused),
+    /// which holds the framed message: an 8-byte segment table, then its one segment.
+    /// Only the words the builder allocates are zeroed, so a generous capacity costs
+    /// nothing per message. The framed bytes are then copied into the slot once. No heap
+    /// allocation per message, unlike a fresh `capnp::message::Builder` (whose segment
+    /// list is a `Vec`). A message that outgrows `capacity` is not lost: it continues in
+    /// heap segments and is framed and sent with one more copy (a slower path that
+    /// allocates; a larger capacity avoids it).
     ///
     /// Errors: `build`'s own error as [`Error::Encode`] (nothing is published); a
     /// `capacity` under 16 bytes or above [`Sender::max_message_len`] is
@@ -51,8 +56,8 @@ pub trait SendBuilt {
     /// let mut a = Channel::builder(&name).slot_size(256).slot_count(16).create()?;
     /// let mut b = Channel::builder(&name).open_timeout(Duration::from_secs(1)).open()?;
     ///
-    /// // A `Sample` with a 16-byte payload takes 72 bytes framed: room for 80.
-    /// a.send_built::<sample::Owned>(80, Duration::from_millis(10), |mut s| {
+    /// // A `Sample` with a 16-byte payload takes 72 bytes framed: room for 256.
+    /// a.send_built::<sample::Owned>(256, Duration::from_millis(10), |mut s| {
     ///     s.set_seq(7);
     ///     s.set_payload(&[1; 16]);
     ///     s.get_control().set_ping(());
@@ -80,35 +85,25 @@ impl SendBuilt for Sender {
         build: impl FnOnce(T::Builder<'_>) -> capnp::Result<()>,
     ) -> Result<()> {
         let max_len = self.max_message_len();
-        let capacity = capacity.min(max_len) / WORD * WORD;
-        if capacity < 2 * WORD {
+        let words = capacity.min(max_len) / WORD;
+        if words < 2 {
             return Err(Error::MessageTooLarge {
                 len: capacity,
                 max_len,
             });
         }
-        let timeout = timeout.into();
-        if !self.trusts_peer() {
-            return send_built_privately::<T>(self, capacity, timeout, build);
+        let mut scratch = std::mem::take(self.scratch_mut());
+        if scratch.len() < words {
+            grow(&mut scratch, words);
         }
-        let mut outgrown = None;
-        let sent = self.send_with_capacity(capacity, timeout, |buf| {
-            match frame_in(&mut buf[..capacity], build)? {
-                Framed::Len(len) => Ok(len),
-                Framed::Outgrown(bytes) => {
-                    outgrown = Some(bytes);
-                    Err(Outcome::Outgrown)
-                }
-            }
-        });
-        match sent {
-            Ok(()) => Ok(()),
-            Err(Outcome::Failed(e)) => Err(e),
-            Err(Outcome::Outgrown) => {
-                let bytes = outgrown.expect("set with Outgrown");
-                self.send(&bytes, timeout)
-            }
-        }
+        let buf = &mut Word::words_to_bytes_mut(&mut scratch)[..words * WORD];
+        let sent = match frame_in::<T>(buf, build) {
+            Ok(Framed::Len(len)) => self.send(&buf[..len], timeout),
+            Ok(Framed::Outgrown(bytes)) => self.send(&bytes, timeout),
+            Err(e) => Err(e),
+        };
+        *self.scratch_mut() = scratch;
+        sent
     }
 }
 
@@ -123,27 +118,10 @@ impl SendBuilt for Channel {
     }
 }
 
-/// A peer not trusted: build in the sender's private buffer, then copy into the slot.
+/// Makes the private buffer `words` long (once per larger capacity).
 #[cold]
-fn send_built_privately<T: Owned>(
-    sender: &mut Sender,
-    capacity: usize,
-    timeout: Timeout,
-    build: impl FnOnce(T::Builder<'_>) -> capnp::Result<()>,
-) -> Result<()> {
-    let mut scratch = std::mem::take(sender.scratch_mut());
-    if scratch.len() < capacity / WORD {
-        scratch = Word::allocate_zeroed_vec(capacity / WORD);
-    }
-    let buf = &mut Word::words_to_bytes_mut(&mut scratch)[..capacity];
-    let sent = match frame_in(buf, build) {
-        Ok(Framed::Len(len)) => sender.send(&buf[..len], timeout),
-        Ok(Framed::Outgrown(bytes)) => sender.send(&bytes, timeout),
-        Err(Outcome::Failed(e)) => Err(e),
-        Err(Outcome::Outgrown) => unreachable!("frame_in returns Framed::Outgrown instead"),
-    };
-    *sender.scratch_mut() = scratch;
-    sent
+fn grow(scratch: &mut Vec<Word>, words: usize) {
+    *scratch = Word::allocate_zeroed_vec(words);
 }
 
 /// How building in a buffer ended.
@@ -154,20 +132,6 @@ enum Framed {
     Outgrown(Vec<u8>),
 }
 
-/// Why the in-slot write published nothing.
-enum Outcome {
-    /// The message outgrew the slot (its framed bytes were kept).
-    Outgrown,
-    /// The builder's or the transport's error.
-    Failed(Error),
-}
-
-impl From<Error> for Outcome {
-    fn from(e: Error) -> Self {
-        Outcome::Failed(e)
-    }
-}
-
 /// Builds a `T` root in `buf` (8-byte aligned, a whole number of words, at least 2,
 /// holding stale bytes) with `build`, and frames the result there: a one-word segment
 /// table, then the segment. Only the words the builder allocates are zeroed (see
@@ -176,7 +140,7 @@ impl From<Error> for Outcome {
 fn frame_in<T: Owned>(
     buf: &mut [u8],
     build: impl FnOnce(T::Builder<'_>) -> capnp::Result<()>,
-) -> std::result::Result<Framed, Outcome> {
+) -> Result<Framed> {
     let (table, segment) = buf.split_at_mut(WORD);
     let mut arena = Arena::new(segment);
     let root = arena.first.ptr;
@@ -185,7 +149,7 @@ fn frame_in<T: Owned>(
         capnp::any_pointer::Builder::new(PointerBuilder::get_root(&mut arena, 0, root))
             .init_as::<T::Builder<'_>>(),
     );
-    built.map_err(|e| Outcome::Failed(Error::Encode(e)))?;
+    built.map_err(Error::Encode)?;
     if !arena.more.is_empty() {
         return Ok(Framed::Outgrown(arena.framed()));
     }
@@ -203,8 +167,8 @@ struct Segment {
     used: u32,
 }
 
-/// A Cap'n Proto builder arena whose first segment is a buffer (the slot payload after the
-/// segment table), kept on the stack: unlike `capnp::message::Builder`, whose segment list
+/// A Cap'n Proto builder arena whose first segment is a buffer (the private buffer after
+/// the segment table), kept on the stack: unlike `capnp::message::Builder`, whose segment list
 /// is a `Vec`, it allocates nothing unless the message outgrows the buffer; then further
 /// segments come from the heap (zeroed there).
 ///
@@ -349,5 +313,37 @@ unsafe impl BuilderArena for Arena<'_> {
 
     fn as_reader(&self) -> &dyn ReaderArena {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo_capnp::sample;
+
+    /// A buffer full of garbage (as the reused private buffer may be: the earlier
+    /// messages' bytes) gives a message whose unset fields read zero: every word the
+    /// builder allocates is zeroed first (without that, the root pointer alone is garbage
+    /// the builder would follow).
+    #[test]
+    fn only_allocated_words_are_zeroed_and_all_of_them() {
+        let mut words = Word::allocate_zeroed_vec(32);
+        let buf = Word::words_to_bytes_mut(&mut words);
+        buf.fill(0xab);
+        let Ok(Framed::Len(len)) = frame_in::<sample::Owned>(buf, |mut s| {
+            s.set_seq(5);
+            s.set_payload(&[1, 2, 3]);
+            Ok(())
+        }) else {
+            panic!("fits the buffer");
+        };
+        // Table + root pointer + Sample (3 data words, 2 pointers) + a 3-byte payload.
+        assert_eq!(len, 8 + 8 + 5 * 8 + 8);
+        assert!(buf[len..].iter().all(|&b| b == 0xab), "nothing past the message");
+        let reader = super::super::read_slot(&buf[..len], Default::default()).unwrap();
+        let s = reader.get_root::<sample::Reader>().unwrap();
+        assert_eq!((s.get_seq(), s.get_sent_ns()), (5, 0));
+        assert_eq!(s.get_payload().unwrap(), &[1, 2, 3]);
+        assert!(matches!(s.get_control().which(), Ok(sample::control::None(()))));
     }
 }

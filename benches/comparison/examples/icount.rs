@@ -35,6 +35,9 @@ const BATCH: usize = 32;
 /// Never wait: both sides are here, so a message is always there.
 const NOW: Duration = Duration::ZERO;
 
+/// How long the two-process mode waits for a message.
+const WAIT: Duration = Duration::from_secs(10);
+
 /// What is measured (see the module's documentation).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -53,19 +56,20 @@ fn icount_send(
     msg: &[u8],
     built: &mut Builder<HeapAllocator>,
     k: u64,
+    timeout: Duration,
 ) {
     match mode {
-        Mode::RawRtt | Mode::RawStream => a.send(msg, NOW).expect("send"),
+        Mode::RawRtt | Mode::RawStream => a.send(msg, timeout).expect("send"),
         Mode::TypedRttCopy => {
             built
                 .get_root::<sample::Builder>()
                 .expect("root")
                 .set_seq(k);
-            a.send_message(built, NOW).expect("send_message")
+            a.send_message(built, timeout).expect("send_message")
         }
         // A `Sample` with a 16-byte payload is 72 bytes framed.
         _ => a
-            .send_built::<sample::Owned>(80, NOW, |mut s| {
+            .send_built::<sample::Owned>(80, timeout, |mut s| {
                 s.set_seq(k);
                 s.set_payload(&[0x5a; 16]);
                 Ok(())
@@ -77,27 +81,33 @@ fn icount_send(
 /// The receive step of `mode` (`count` messages for `raw-stream`); returns a checksum so
 /// nothing is optimized away.
 #[inline(never)]
-fn icount_recv(mode: Mode, b: &mut Channel, count: usize) -> u64 {
+fn icount_recv(mode: Mode, b: &mut Channel, count: usize, timeout: Duration) -> u64 {
     match mode {
-        Mode::RawRtt => b.recv(NOW).expect("recv").len() as u64,
+        Mode::RawRtt => b.recv(timeout).expect("recv").len() as u64,
         Mode::RawStream => {
             let mut sum = 0;
             let n = b
-                .recv_batch(count, NOW, |m| sum += m.len() as u64)
+                .recv_batch(count, timeout, |m| sum += m.len() as u64)
                 .expect("recv_batch");
             assert_eq!(n, count);
             sum
         }
         _ => {
-            let m = b.recv_message(NOW).expect("recv_message");
+            let m = b.recv_message(timeout).expect("recv_message");
             m.root::<sample::Owned>().expect("root").get_seq()
         }
     }
 }
 
 fn main() -> Result<(), Error> {
-    let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: icount raw-rtt|raw-stream|typed-rtt|typed-stream|typed-rtt-copy N";
+    let mut args: Vec<String> = std::env::args().collect();
+    let two = args.get(1).is_some_and(|a| a == "--two-process");
+    let echo = args.get(1).is_some_and(|a| a == "--echo");
+    if two || echo {
+        args.remove(1);
+    }
+    let usage =
+        "usage: icount [--two-process] raw-rtt|raw-stream|typed-rtt|typed-stream|typed-rtt-copy N";
     let (Some(mode), Some(n)) = (args.get(1), args.get(2).and_then(|n| n.parse::<u64>().ok()))
     else {
         eprintln!("{usage}");
@@ -115,6 +125,9 @@ fn main() -> Result<(), Error> {
             std::process::exit(2);
         }
     };
+    if two || echo {
+        return two_process(mode, n, args.get(3).filter(|_| echo).map(String::as_str));
+    }
     let name = format!("cst-icount-{}", std::process::id());
     let mut a = Channel::builder(&name)
         .slot_size(256)
@@ -139,17 +152,89 @@ fn main() -> Result<(), Error> {
     let mut k = 0;
     while k < n {
         for _ in 0..per_round {
-            icount_send(mode, &mut a, &msg, &mut built, k);
+            icount_send(mode, &mut a, &msg, &mut built, k, NOW);
             k += 1;
         }
         if mode == Mode::RawStream {
-            sum = sum.wrapping_add(icount_recv(mode, &mut b, per_round));
+            sum = sum.wrapping_add(icount_recv(mode, &mut b, per_round, NOW));
         } else {
             for _ in 0..per_round {
-                sum = sum.wrapping_add(icount_recv(mode, &mut b, 1));
+                sum = sum.wrapping_add(icount_recv(mode, &mut b, 1, NOW));
             }
         }
     }
     println!("{label} {n} messages, checksum {sum}");
+    Ok(())
+}
+
+/// Pins this thread to `cpu`.
+fn pin(cpu: usize) {
+    // SAFETY: CPU_SET sets one bit of a zeroed cpu_set_t on our stack; sched_setaffinity
+    // only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// The two-process round trip (for `perf record` and same-run wall-clock ratios): side A
+/// (CPU 0) sends, a child side B (CPU 1, this binary with `--echo`) receives and answers
+/// the same way; prints the median of 5 batches in ns per round trip. `echo_of`: the
+/// channel to answer on, in the child.
+fn two_process(mode: Mode, n: u64, echo_of: Option<&str>) -> Result<(), Error> {
+    let msg = [1u8; 64];
+    let mut built = Builder::new(HeapAllocator::new());
+    built
+        .init_root::<sample::Builder>()
+        .set_payload(&[0x5a; 16]);
+    let rounds = 5 * n + n / 10;
+    if let Some(name) = echo_of {
+        pin(1);
+        let mut b = Channel::builder(name)
+            .open_timeout(WAIT)
+            .poll_interval(Duration::ZERO)
+            .open()?;
+        for _ in 0..rounds {
+            let k = icount_recv(mode, &mut b, 1, WAIT);
+            icount_send(mode, &mut b, &msg, &mut built, k, WAIT);
+        }
+        return Ok(());
+    }
+    pin(0);
+    let name = format!("cst-icount2-{}", std::process::id());
+    let mut a = Channel::builder(&name)
+        .slot_size(256)
+        .slot_count(16)
+        .poll_interval(Duration::ZERO)
+        .create()?;
+    let label = std::env::args().nth(2).unwrap_or_default();
+    let mut child = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .args(["--echo", &label, &n.to_string(), &name])
+        .spawn()
+        .expect("spawn the echo side");
+    let mut one = |k: u64| {
+        icount_send(mode, &mut a, &msg, &mut built, k, WAIT);
+        icount_recv(mode, &mut a, 1, WAIT)
+    };
+    for k in 0..n / 10 {
+        one(k);
+    }
+    let mut batches = Vec::new();
+    for _ in 0..5 {
+        let start = std::time::Instant::now();
+        for k in 0..n {
+            std::hint::black_box(one(k));
+        }
+        batches.push(start.elapsed().as_nanos() as f64 / n as f64);
+    }
+    child.wait().expect("the echo side ends");
+    drop(a);
+    let _ = capnp_shm_transport::remove_channel(&name);
+    batches.sort_by(f64::total_cmp);
+    println!(
+        "{label} two-process: {:.1} ns per round trip (median of 5 batches of {n})",
+        batches[2]
+    );
     Ok(())
 }

@@ -32,6 +32,9 @@ pub(crate) enum Role {
     },
     /// Decodes each `Sample` and answers with one carrying the same sequence number.
     SpinCapnp,
+    /// [`Role::SpinCapnp`] answering with a prebuilt message framed and copied
+    /// (`send_message`), not built in the slot.
+    CapnpCopy,
     /// [`Role::Spin`] with an untrusted-mode receiver.
     SpinUntrusted,
     /// [`Role::SpinCapnp`] with an untrusted-mode receiver.
@@ -79,6 +82,7 @@ impl Role {
                 wakes,
             } => ("idle", &[*asynchronous, *wakes]),
             Role::SpinCapnp => ("spin_capnp", &[]),
+            Role::CapnpCopy => ("capnp_copy", &[]),
             Role::SpinUntrusted => ("spin_untrusted", &[]),
             Role::CapnpUntrusted => ("capnp_untrusted", &[]),
             Role::Ring { size, slots, n } => ("ring", &[*size, *slots, *n]),
@@ -117,6 +121,7 @@ impl Role {
                 wakes,
             },
             ("spin_capnp", []) => Role::SpinCapnp,
+            ("capnp_copy", []) => Role::CapnpCopy,
             ("spin_untrusted", []) => Role::SpinUntrusted,
             ("capnp_untrusted", []) => Role::CapnpUntrusted,
             ("ring", &[size, slots, n]) => Role::Ring { size, slots, n },
@@ -205,6 +210,7 @@ mod tests {
                 wakes: 9,
             },
             Role::SpinCapnp,
+            Role::CapnpCopy,
             Role::SpinUntrusted,
             Role::CapnpUntrusted,
             Role::StreamUntrusted { n: 6 },
