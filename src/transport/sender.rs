@@ -94,8 +94,32 @@ impl Sender {
     /// [`OnDisconnect`](super::OnDisconnect), and [`Error::Corrupt`].
     #[inline]
     pub fn send(&mut self, msg: &[u8], timeout: impl Into<Timeout>) -> Result<()> {
+        // The usual call: our link is current, the peer is there and a slot is free. It
+        // needs no deadline, so no `Waiter` is set up (nor the clock read).
+        if self.usable() {
+            let sent = self.producer.try_send(msg);
+            if sent.map_err(|e| self.link.explain(e))? {
+                self.wake_consumer();
+                return Ok(());
+            }
+        }
+        self.send_waiting(msg, timeout.into())
+    }
+
+    /// Whether a send may go ahead without looking further: our link is the session's
+    /// current one and the peer is not known to be gone (a few loads of read-mostly words).
+    #[inline(always)]
+    fn usable(&self) -> bool {
+        self.control.session.epoch() == self.epoch && self.link.peer_gone().is_none()
+    }
+
+    /// [`Sender::send`] when the quick try did not publish: follows a reconnection or
+    /// reports the peer's departure, and waits for the slots within one deadline.
+    #[cold]
+    #[inline(never)]
+    fn send_waiting(&mut self, msg: &[u8], timeout: Timeout) -> Result<()> {
         // One deadline for the whole call, fixed lazily at its first wait.
-        let mut waiter = Waiter::new(timeout.into());
+        let mut waiter = Waiter::new(timeout);
         self.prepare(&mut waiter)?;
         let sent = self.producer.try_send(msg);
         if !sent.map_err(|e| self.link.explain(e))? {
