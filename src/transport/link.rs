@@ -119,6 +119,7 @@ impl Link {
         }
     }
     /// The peer's wait-mode word (whether to wake it after publishing).
+    #[inline]
     pub(crate) fn peer_mode(&self) -> &AtomicU32 {
         &self.control().wait_mode[self.side.peer() as usize]
     }
@@ -127,6 +128,7 @@ impl Link {
         wake_regions(&[&self.a2b, &self.b2a]);
     }
     /// Whether the peer's closed flag (a2b copy) is set.
+    #[inline]
     pub(crate) fn peer_closed(&self) -> bool {
         // SYNC POINT with the peer's Release store in `set_control_word`.
         self.control().closed[self.side.peer() as usize].load(Ordering::Acquire) != 0

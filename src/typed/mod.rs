@@ -6,6 +6,9 @@
 //!   publishes nothing. With a single-segment message (the usual case: give the builder a
 //!   first segment large enough, e.g. a reused [`capnp::message::ScratchSpaceHeapAllocator`])
 //!   the send path does no heap allocation.
+//! - [`SendBuilt::send_built`] builds the message without a `capnp::message::Builder`,
+//!   in the sender's reused private buffer (only the words it uses are zeroed), and copies
+//!   it into the slot once: no allocation per message, however often messages are built.
 //! - Receiving ([`RecvMessage::recv_message`]) lends a [`MessageGuard`] that derefs to a
 //!   [`capnp::message::Reader`] over the slot's bytes, without copying or allocating;
 //!   dropping the guard releases the slot. With
