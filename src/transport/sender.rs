@@ -51,6 +51,24 @@ impl Sender {
         &mut self.scratch
     }
 
+    /// [`Sender::send`] of the private buffer's first `len` bytes (`len` within it), without
+    /// moving the buffer out of the sender on the quick path.
+    #[inline]
+    pub(crate) fn send_scratch(&mut self, len: usize, timeout: Timeout) -> Result<()> {
+        if self.usable() {
+            let msg = &capnp::Word::words_to_bytes(&self.scratch)[..len];
+            let sent = self.producer.try_send(msg);
+            if sent.map_err(|e| self.link.explain(e))? {
+                self.wake_consumer();
+                return Ok(());
+            }
+        }
+        let scratch = std::mem::take(&mut self.scratch);
+        let sent = self.send_waiting(&capnp::Word::words_to_bytes(&scratch)[..len], timeout);
+        self.scratch = scratch;
+        sent
+    }
+
     /// Moves to the session's current link if a reconnection replaced ours.
     #[inline]
     fn sync(&mut self) -> Result<()> {

@@ -92,18 +92,15 @@ impl SendBuilt for Sender {
                 max_len,
             });
         }
-        let mut scratch = std::mem::take(self.scratch_mut());
+        let scratch = self.scratch_mut();
         if scratch.len() < words {
-            grow(&mut scratch, words);
+            grow(scratch, words);
         }
-        let buf = &mut Word::words_to_bytes_mut(&mut scratch)[..words * WORD];
-        let sent = match frame_in::<T>(buf, build) {
-            Ok(Framed::Len(len)) => self.send(&buf[..len], timeout),
-            Ok(Framed::Outgrown(bytes)) => self.send(&bytes, timeout),
-            Err(e) => Err(e),
-        };
-        *self.scratch_mut() = scratch;
-        sent
+        let buf = &mut Word::words_to_bytes_mut(scratch)[..words * WORD];
+        match frame_in::<T>(buf, build)? {
+            Framed::Len(len) => self.send_scratch(len, timeout.into()),
+            Framed::Outgrown(bytes) => self.send(&bytes, timeout),
+        }
     }
 }
 
@@ -275,8 +272,14 @@ unsafe impl BuilderArena for Arena<'_> {
             // arena borrows mutably; the builder gets them only after this returns.
             unsafe {
                 let start = self.first.ptr.add(at as usize * WORD).cast::<u64>();
-                for i in 0..amount as usize {
-                    start.add(i).write(0);
+                if amount <= 8 {
+                    // The usual few words: plain stores. (Volatile only so that the loop
+                    // is not turned into a `memset` call, which costs more than it zeroes.)
+                    for i in 0..amount as usize {
+                        start.add(i).write_volatile(0);
+                    }
+                } else {
+                    start.write_bytes(0, amount as usize);
                 }
             }
             return Some(at);
