@@ -267,11 +267,16 @@ impl Sender {
         timeout: impl Into<Timeout>,
         write: impl FnOnce(&mut [u8]) -> std::result::Result<usize, E>,
     ) -> std::result::Result<(), E> {
-        let mut waiter = Waiter::new(timeout.into());
-        self.prepare(&mut waiter)?;
         // The ring calls the writer only when the slots are free: at most once in all.
         let mut write = Some(write);
         let mut call = |slot: &mut [u8]| (write.take().expect("called at most once"))(slot);
+        // The quick try, as in `send`: no deadline set up unless there is a wait.
+        if self.usable() && self.producer.try_send_with(capacity, &mut call)? {
+            self.wake_consumer();
+            return Ok(());
+        }
+        let mut waiter = Waiter::new(timeout.into());
+        self.prepare(&mut waiter)?;
         if !self.producer.try_send_with(capacity, &mut call)? {
             loop {
                 self.wait_for_space(&mut waiter, capacity)?;
