@@ -6,14 +6,16 @@
 # other load on the machine.
 #
 #   scripts/icount.sh [mode...]   (default: all modes; needs valgrind)
+#   ICOUNT_BIN=path/to/icount scripts/icount.sh   (another build of the harness)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 modes=("$@")
 [ ${#modes[@]} -gt 0 ] || modes=(raw-rtt raw-stream typed-rtt typed-stream typed-rtt-copy)
 N1=${ICOUNT_N1:-2048}
 N2=${ICOUNT_N2:-10240}
-cargo build --release -q -p capnp-shm-comparison --example icount
-bin=target/release/examples/icount
+# ICOUNT_BIN: count another build of the harness (e.g. of an older commit) instead.
+bin=${ICOUNT_BIN:-target/release/examples/icount}
+[ -n "${ICOUNT_BIN:-}" ] || cargo build --release -q -p capnp-shm-comparison --example icount
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

@@ -139,3 +139,26 @@ fn a_capacity_below_two_words_is_too_large_a_request() {
         "{tiny:?}"
     );
 }
+
+#[test]
+fn a_send_built_inside_a_build_closure_gets_a_buffer_of_its_own() {
+    let name = TestName::new("built-nested");
+    let (mut a, mut b) = pair(&name, Trust::Cooperating);
+    let other = TestName::new("built-nested-other");
+    let (mut c, mut d) = pair(&other, Trust::Cooperating);
+    a.send_built::<sample::Owned>(128, WAIT, |mut s| {
+        s.set_seq(1);
+        // The thread's buffer is in use by the outer build: the inner one must not share it.
+        c.send_built::<sample::Owned>(128, WAIT, |mut t| {
+            t.set_seq(2);
+            t.set_payload(b"inner");
+            Ok(())
+        })
+        .map_err(|e| capnp::Error::failed(e.to_string()))?;
+        s.set_payload(b"outer");
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(receive(&mut b), (1, 0, b"outer".to_vec(), true));
+    assert_eq!(receive(&mut d), (2, 0, b"inner".to_vec(), true));
+}

@@ -119,7 +119,6 @@ impl Link {
         }
     }
     /// The peer's wait-mode word (whether to wake it after publishing).
-    #[inline]
     pub(crate) fn peer_mode(&self) -> &AtomicU32 {
         &self.control().wait_mode[self.side.peer() as usize]
     }
@@ -128,7 +127,6 @@ impl Link {
         wake_regions(&[&self.a2b, &self.b2a]);
     }
     /// Whether the peer's closed flag (a2b copy) is set.
-    #[inline]
     pub(crate) fn peer_closed(&self) -> bool {
         // SYNC POINT with the peer's Release store in `set_control_word`.
         self.control().closed[self.side.peer() as usize].load(Ordering::Acquire) != 0
@@ -138,23 +136,7 @@ impl Link {
     /// than the two flags: this link's truncation marks are read only once some mapping of
     /// the process was found truncated; a gone peer's segments are checked with `fstat`
     /// (so a truncation that closed the peer is reported as what it is).
-    #[inline]
     pub(crate) fn peer_gone(&self) -> Option<Error> {
-        // The usual answer, "still there", from three loads without a call. SYNC POINT
-        // (`peer_dead`) with the monitor's Release stores in `Session` (peer seen dead or
-        // back); `peer_closed` names its own.
-        if !sigbus::any_truncated()
-            && !self.peer_closed()
-            && !self.peer_dead.load(Ordering::Acquire)
-        {
-            return None;
-        }
-        self.why_gone()
-    }
-    /// [`Link::peer_gone`] once a flag is up: which one, truncation first.
-    #[cold]
-    #[inline(never)]
-    fn why_gone(&self) -> Option<Error> {
         if sigbus::any_truncated() && self.segments.iter().any(|s| s.marked()) {
             return self.truncated();
         }

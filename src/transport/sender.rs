@@ -27,9 +27,6 @@ pub struct Sender {
     producer: CachePadded<Producer<Region>>,
     /// The waiter thread of [`Sender::send_async`] (started at its first wait).
     parker: Parker,
-    /// Private memory that [`crate::typed::SendBuilt`] builds messages in (empty until
-    /// first used).
-    scratch: Vec<capnp::Word>,
 }
 
 impl Sender {
@@ -42,40 +39,14 @@ impl Sender {
             epoch,
             producer,
             parker: Parker::default(),
-            scratch: Vec::new(),
         })
-    }
-
-    /// The private buffer [`crate::typed::SendBuilt`] builds messages in.
-    pub(crate) fn scratch_mut(&mut self) -> &mut Vec<capnp::Word> {
-        &mut self.scratch
-    }
-
-    /// [`Sender::send`] of the private buffer's first `len` bytes (`len` within it), without
-    /// moving the buffer out of the sender on the quick path.
-    #[inline]
-    pub(crate) fn send_scratch(&mut self, len: usize, timeout: Timeout) -> Result<()> {
-        if self.usable() {
-            let msg = &capnp::Word::words_to_bytes(&self.scratch)[..len];
-            let sent = self.producer.try_send(msg);
-            if sent.map_err(|e| self.link.explain(e))? {
-                self.wake_consumer();
-                return Ok(());
-            }
-        }
-        let scratch = std::mem::take(&mut self.scratch);
-        let sent = self.send_waiting(&capnp::Word::words_to_bytes(&scratch)[..len], timeout);
-        self.scratch = scratch;
-        sent
     }
 
     /// Moves to the session's current link if a reconnection replaced ours.
     #[inline]
     fn sync(&mut self) -> Result<()> {
         if self.control.session.epoch() != self.epoch {
-            let scratch = std::mem::take(&mut self.scratch);
             *self = Sender::new(self.control.clone())?;
-            self.scratch = scratch;
         }
         Ok(())
     }
@@ -112,32 +83,8 @@ impl Sender {
     /// [`OnDisconnect`](super::OnDisconnect), and [`Error::Corrupt`].
     #[inline]
     pub fn send(&mut self, msg: &[u8], timeout: impl Into<Timeout>) -> Result<()> {
-        // The usual call: our link is current, the peer is there and a slot is free. It
-        // needs no deadline, so no `Waiter` is set up (nor the clock read).
-        if self.usable() {
-            let sent = self.producer.try_send(msg);
-            if sent.map_err(|e| self.link.explain(e))? {
-                self.wake_consumer();
-                return Ok(());
-            }
-        }
-        self.send_waiting(msg, timeout.into())
-    }
-
-    /// Whether a send may go ahead without looking further: our link is the session's
-    /// current one and the peer is not known to be gone (a few loads of read-mostly words).
-    #[inline(always)]
-    fn usable(&self) -> bool {
-        self.control.session.epoch() == self.epoch && self.link.peer_gone().is_none()
-    }
-
-    /// [`Sender::send`] when the quick try did not publish: follows a reconnection or
-    /// reports the peer's departure, and waits for the slots within one deadline.
-    #[cold]
-    #[inline(never)]
-    fn send_waiting(&mut self, msg: &[u8], timeout: Timeout) -> Result<()> {
         // One deadline for the whole call, fixed lazily at its first wait.
-        let mut waiter = Waiter::new(timeout);
+        let mut waiter = Waiter::new(timeout.into());
         self.prepare(&mut waiter)?;
         let sent = self.producer.try_send(msg);
         if !sent.map_err(|e| self.link.explain(e))? {
@@ -267,16 +214,11 @@ impl Sender {
         timeout: impl Into<Timeout>,
         write: impl FnOnce(&mut [u8]) -> std::result::Result<usize, E>,
     ) -> std::result::Result<(), E> {
+        let mut waiter = Waiter::new(timeout.into());
+        self.prepare(&mut waiter)?;
         // The ring calls the writer only when the slots are free: at most once in all.
         let mut write = Some(write);
         let mut call = |slot: &mut [u8]| (write.take().expect("called at most once"))(slot);
-        // The quick try, as in `send`: no deadline set up unless there is a wait.
-        if self.usable() && self.producer.try_send_with(capacity, &mut call)? {
-            self.wake_consumer();
-            return Ok(());
-        }
-        let mut waiter = Waiter::new(timeout.into());
-        self.prepare(&mut waiter)?;
         if !self.producer.try_send_with(capacity, &mut call)? {
             loop {
                 self.wait_for_space(&mut waiter, capacity)?;

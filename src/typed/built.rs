@@ -1,7 +1,7 @@
 //! Building a Cap'n Proto message without `capnp::message::Builder`
-//! ([`SendBuilt::send_built`]): its one segment is built in the sender's private buffer
-//! (allocated once, reused) over a stack arena, framed there, and copied into the slot
-//! once; nothing is allocated per message.
+//! ([`SendBuilt::send_built`]): its one segment is built in a private buffer (one per
+//! thread, allocated once, reused) over a stack arena, framed there, and copied into the
+//! slot once; nothing is allocated per message.
 //!
 //! Not in the slot itself, which was tried (issue 20) and measured slower: in a round trip
 //! the receiver polls the commit word in the slot's header, on the same cache line as the
@@ -11,6 +11,8 @@
 //! untrusted receivers' extra copy). A Cap'n Proto builder also reads back the pointers it
 //! wrote, so in memory the peer can write, a peer could steer it outside the segment;
 //! private memory has no such peer.
+
+use std::cell::RefCell;
 
 use capnp::private::arena::{BuilderArena, ReaderArena};
 use capnp::private::layout::PointerBuilder;
@@ -29,8 +31,8 @@ pub trait SendBuilt {
     /// `build`, and publishes it in the next free slot(s), waiting up to `timeout` for
     /// them.
     ///
-    /// The message is built in the sender's private buffer of `capacity` bytes (rounded
-    /// down to whole words; grown once to the largest capacity asked for, then reused),
+    /// The message is built in a private buffer of `capacity` bytes (rounded down to whole
+    /// words; one per thread, grown once to the largest capacity asked for, then reused),
     /// which holds the framed message: an 8-byte segment table, then its one segment.
     /// Only the words the builder allocates are zeroed, so a generous capacity costs
     /// nothing per message. The framed bytes are then copied into the slot once. No heap
@@ -92,15 +94,10 @@ impl SendBuilt for Sender {
                 max_len,
             });
         }
-        let scratch = self.scratch_mut();
-        if scratch.len() < words {
-            grow(scratch, words);
-        }
-        let buf = &mut Word::words_to_bytes_mut(scratch)[..words * WORD];
-        match frame_in::<T>(buf, build)? {
-            Framed::Len(len) => self.send_scratch(len, timeout.into()),
+        with_scratch(words, |buf| match frame_in::<T>(buf, build)? {
+            Framed::Len(len) => self.send(&buf[..len], timeout),
             Framed::Outgrown(bytes) => self.send(&bytes, timeout),
-        }
+        })
     }
 }
 
@@ -113,6 +110,27 @@ impl SendBuilt for Channel {
     ) -> Result<()> {
         self.sender().send_built::<T>(capacity, timeout, build)
     }
+}
+
+thread_local! {
+    /// The private buffer messages are built in: one per thread, grown to the largest
+    /// capacity asked for there, reused. Per thread, not per `Sender`: a field in `Sender`
+    /// changed its layout, and 64-B streaming (very sensitive to it) lost ~20%.
+    static SCRATCH: RefCell<Vec<Word>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` over `words` words of this thread's private buffer (of stale bytes). A
+/// `send_built` from inside another's build closure gets a buffer of its own.
+fn with_scratch<R>(words: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            if scratch.len() < words {
+                grow(&mut scratch, words);
+            }
+            f(&mut Word::words_to_bytes_mut(&mut scratch)[..words * WORD])
+        }
+        Err(_) => f(Word::words_to_bytes_mut(&mut Word::allocate_zeroed_vec(words))),
+    })
 }
 
 /// Makes the private buffer `words` long (once per larger capacity).

@@ -7,7 +7,7 @@
 //!   first segment large enough, e.g. a reused [`capnp::message::ScratchSpaceHeapAllocator`])
 //!   the send path does no heap allocation.
 //! - [`SendBuilt::send_built`] builds the message without a `capnp::message::Builder`,
-//!   in the sender's reused private buffer (only the words it uses are zeroed), and copies
+//!   in a reused private (per-thread) buffer (only the words it uses are zeroed), and copies
 //!   it into the slot once: no allocation per message, however often messages are built.
 //! - Receiving ([`RecvMessage::recv_message`]) lends a [`MessageGuard`] that derefs to a
 //!   [`capnp::message::Reader`] over the slot's bytes, without copying or allocating;

@@ -48,7 +48,9 @@ enum Mode {
     TypedRttCopy,
 }
 
-/// The send step of `mode`: `k` is the message's sequence number.
+/// The send step of `mode`: `k` is the message's sequence number. Each mode's code is a
+/// function of its own, so what the compiler inlines into one does not depend on the
+/// others.
 #[inline(never)]
 fn icount_send(
     mode: Mode,
@@ -59,23 +61,35 @@ fn icount_send(
     timeout: Duration,
 ) {
     match mode {
-        Mode::RawRtt | Mode::RawStream => a.send(msg, timeout).expect("send"),
-        Mode::TypedRttCopy => {
-            built
-                .get_root::<sample::Builder>()
-                .expect("root")
-                .set_seq(k);
-            a.send_message(built, timeout).expect("send_message")
-        }
-        // A `Sample` with a 16-byte payload is 72 bytes framed.
-        _ => a
-            .send_built::<sample::Owned>(80, timeout, |mut s| {
-                s.set_seq(k);
-                s.set_payload(&[0x5a; 16]);
-                Ok(())
-            })
-            .expect("send_built"),
+        Mode::RawRtt | Mode::RawStream => send_raw(a, msg, timeout),
+        Mode::TypedRttCopy => send_copy(a, built, k, timeout),
+        Mode::TypedRtt | Mode::TypedStream => send_sample(a, k, timeout),
     }
+}
+
+#[inline(never)]
+fn send_raw(a: &mut Channel, msg: &[u8], timeout: Duration) {
+    a.send(msg, timeout).expect("send")
+}
+
+#[inline(never)]
+fn send_copy(a: &mut Channel, built: &mut Builder<HeapAllocator>, k: u64, timeout: Duration) {
+    built
+        .get_root::<sample::Builder>()
+        .expect("root")
+        .set_seq(k);
+    a.send_message(built, timeout).expect("send_message")
+}
+
+/// A `Sample` with a 16-byte payload: 72 bytes framed.
+#[inline(never)]
+fn send_sample(a: &mut Channel, k: u64, timeout: Duration) {
+    a.send_built::<sample::Owned>(80, timeout, |mut s| {
+        s.set_seq(k);
+        s.set_payload(&[0x5a; 16]);
+        Ok(())
+    })
+    .expect("send_built")
 }
 
 /// The receive step of `mode` (`count` messages for `raw-stream`); returns a checksum so
@@ -83,20 +97,31 @@ fn icount_send(
 #[inline(never)]
 fn icount_recv(mode: Mode, b: &mut Channel, count: usize, timeout: Duration) -> u64 {
     match mode {
-        Mode::RawRtt => b.recv(timeout).expect("recv").len() as u64,
-        Mode::RawStream => {
-            let mut sum = 0;
-            let n = b
-                .recv_batch(count, timeout, |m| sum += m.len() as u64)
-                .expect("recv_batch");
-            assert_eq!(n, count);
-            sum
-        }
-        _ => {
-            let m = b.recv_message(timeout).expect("recv_message");
-            m.root::<sample::Owned>().expect("root").get_seq()
-        }
+        Mode::RawRtt => recv_raw(b, timeout),
+        Mode::RawStream => recv_batch(b, count, timeout),
+        _ => recv_sample(b, timeout),
     }
+}
+
+#[inline(never)]
+fn recv_raw(b: &mut Channel, timeout: Duration) -> u64 {
+    b.recv(timeout).expect("recv").len() as u64
+}
+
+#[inline(never)]
+fn recv_batch(b: &mut Channel, count: usize, timeout: Duration) -> u64 {
+    let mut sum = 0;
+    let n = b
+        .recv_batch(count, timeout, |m| sum += m.len() as u64)
+        .expect("recv_batch");
+    assert_eq!(n, count);
+    sum
+}
+
+#[inline(never)]
+fn recv_sample(b: &mut Channel, timeout: Duration) -> u64 {
+    let m = b.recv_message(timeout).expect("recv_message");
+    m.root::<sample::Owned>().expect("root").get_seq()
 }
 
 fn main() -> Result<(), Error> {
@@ -180,7 +205,9 @@ fn pin(cpu: usize) {
 
 /// The two-process round trip (for `perf record` and same-run wall-clock ratios): side A
 /// (CPU 0) sends, a child side B (CPU 1, this binary with `--echo`) receives and answers
-/// the same way; prints the median of 5 batches in ns per round trip. `echo_of`: the
+/// the same way; prints the median of 5 batches in ns per round trip. `raw-stream`: A
+/// only sends, B receives in batches of up to 256 and acknowledges the last (ns per
+/// message). `echo_of`: the
 /// channel to answer on, in the child.
 fn two_process(mode: Mode, n: u64, echo_of: Option<&str>) -> Result<(), Error> {
     let msg = [1u8; 64];
@@ -195,6 +222,17 @@ fn two_process(mode: Mode, n: u64, echo_of: Option<&str>) -> Result<(), Error> {
             .open_timeout(WAIT)
             .poll_interval(Duration::ZERO)
             .open()?;
+        if mode == Mode::RawStream {
+            // Receive everything in batches, then acknowledge.
+            let mut got = 0;
+            while got < rounds {
+                got += b.recv_batch(256, WAIT, |m| {
+                    std::hint::black_box(m);
+                })? as u64;
+            }
+            b.send(b"done", WAIT)?;
+            return Ok(());
+        }
         for _ in 0..rounds {
             let k = icount_recv(mode, &mut b, 1, WAIT);
             icount_send(mode, &mut b, &msg, &mut built, k, WAIT);
@@ -203,9 +241,15 @@ fn two_process(mode: Mode, n: u64, echo_of: Option<&str>) -> Result<(), Error> {
     }
     pin(0);
     let name = format!("cst-icount2-{}", std::process::id());
+    // As the comparison: 256-byte slots for round trips, 256 slots of 64 bytes to stream.
+    let (size, count) = if mode == Mode::RawStream {
+        (64, 256)
+    } else {
+        (256, 16)
+    };
     let mut a = Channel::builder(&name)
-        .slot_size(256)
-        .slot_count(16)
+        .slot_size(size)
+        .slot_count(count)
         .poll_interval(Duration::ZERO)
         .create()?;
     let label = std::env::args().nth(2).unwrap_or_default();
@@ -213,8 +257,12 @@ fn two_process(mode: Mode, n: u64, echo_of: Option<&str>) -> Result<(), Error> {
         .args(["--echo", &label, &n.to_string(), &name])
         .spawn()
         .expect("spawn the echo side");
+    let stream = mode == Mode::RawStream;
     let mut one = |k: u64| {
         icount_send(mode, &mut a, &msg, &mut built, k, WAIT);
+        if stream {
+            return 0; // one way: the child acknowledges only the last
+        }
         icount_recv(mode, &mut a, 1, WAIT)
     };
     for k in 0..n / 10 {
@@ -228,12 +276,24 @@ fn two_process(mode: Mode, n: u64, echo_of: Option<&str>) -> Result<(), Error> {
         }
         batches.push(start.elapsed().as_nanos() as f64 / n as f64);
     }
+    // The child's acknowledgement of the last message (streaming), then its exit.
+    let acked = if stream {
+        a.recv(WAIT).map(drop)
+    } else {
+        Ok(())
+    };
     child.wait().expect("the echo side ends");
+    acked?;
     drop(a);
     let _ = capnp_shm_transport::remove_channel(&name);
     batches.sort_by(f64::total_cmp);
     println!(
-        "{label} two-process: {:.1} ns per round trip (median of 5 batches of {n})",
+        "{label} two-process: {1:.1} ns per {0} (median of 5 batches of {n})",
+        if stream {
+            "message (one way)"
+        } else {
+            "round trip"
+        },
         batches[2]
     );
     Ok(())
