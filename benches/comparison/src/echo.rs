@@ -31,10 +31,10 @@ pub(crate) fn run(role: Role, name: &str) -> Result<(), Error> {
             asynchronous,
             wakes,
         } => crate::idle::peer(name, asynchronous != 0, wakes),
-        Role::SpinCapnp => capnp(name, Trust::Cooperating, true),
-        Role::CapnpCopy => capnp(name, Trust::Cooperating, false),
+        Role::SpinCapnp => capnp(name, Trust::Cooperating, false),
+        Role::CapnpBuilt => capnp(name, Trust::Cooperating, true),
         Role::SpinUntrusted => channel(name, WaitMode::Poll, Trust::Untrusted),
-        Role::CapnpUntrusted => capnp(name, Trust::Untrusted, true),
+        Role::CapnpUntrusted => capnp(name, Trust::Untrusted, false),
         Role::Ring { size, slots, n } => ring(name, size as usize, slots, n),
         Role::Stream { n } => stream(name, n, Trust::Cooperating),
         Role::StreamUntrusted { n } => stream(name, n, Trust::Untrusted),
@@ -96,9 +96,9 @@ fn channel(name: &str, mode: WaitMode, trust: Trust) -> Result<(), Error> {
     }
 }
 
-/// Answers each `Sample` with one carrying its sequence number, until side A closes:
-/// built in the slot (`built`, [`SendBuilt::send_built`]) or set in a prebuilt message
-/// that is then framed and copied (`send_message`).
+/// Answers each `Sample` with one carrying its sequence number, until side A closes: set
+/// in a prebuilt message that is then framed and copied (`send_message`), or, with
+/// `built`, a whole `Sample` built for each answer ([`SendBuilt::send_built`]).
 fn capnp(name: &str, trust: Trust, built: bool) -> Result<(), Error> {
     let mut b = open(name, WaitMode::Poll, trust)?;
     let mut reply = typed_sample();

@@ -49,7 +49,7 @@ const RTT: [(&str, RttFn); 11] = [
     ("floor", rtt::floor),
     ("spin", rtt::spin),
     ("spin_capnp", rtt::spin_capnp),
-    ("capnp_copy", rtt::capnp_copy),
+    ("capnp_built", rtt::capnp_built),
     ("spin_untrusted", rtt::spin_untrusted),
     ("capnp_untrusted", rtt::capnp_untrusted),
     ("block", rtt::block),
@@ -169,7 +169,7 @@ fn channel_builder(
 }
 
 /// The `Sample` both sides of the Cap'n Proto round trip send (16 payload bytes).
-/// Room for a `Sample` with a 16-byte payload built in the slot (72 bytes framed).
+/// Room for a `Sample` with a 16-byte payload built by `send_built` (72 bytes framed).
 const SAMPLE_CAPACITY: usize = 80;
 
 /// Fills a `Sample` built in place as [`typed_sample`] is, with sequence number `seq`.

@@ -32,9 +32,8 @@ pub(crate) enum Role {
     },
     /// Decodes each `Sample` and answers with one carrying the same sequence number.
     SpinCapnp,
-    /// [`Role::SpinCapnp`] answering with a prebuilt message framed and copied
-    /// (`send_message`), not built in the slot.
-    CapnpCopy,
+    /// [`Role::SpinCapnp`] building a whole `Sample` for each answer (`send_built`).
+    CapnpBuilt,
     /// [`Role::Spin`] with an untrusted-mode receiver.
     SpinUntrusted,
     /// [`Role::SpinCapnp`] with an untrusted-mode receiver.
@@ -82,7 +81,7 @@ impl Role {
                 wakes,
             } => ("idle", &[*asynchronous, *wakes]),
             Role::SpinCapnp => ("spin_capnp", &[]),
-            Role::CapnpCopy => ("capnp_copy", &[]),
+            Role::CapnpBuilt => ("capnp_built", &[]),
             Role::SpinUntrusted => ("spin_untrusted", &[]),
             Role::CapnpUntrusted => ("capnp_untrusted", &[]),
             Role::Ring { size, slots, n } => ("ring", &[*size, *slots, *n]),
@@ -121,7 +120,7 @@ impl Role {
                 wakes,
             },
             ("spin_capnp", []) => Role::SpinCapnp,
-            ("capnp_copy", []) => Role::CapnpCopy,
+            ("capnp_built", []) => Role::CapnpBuilt,
             ("spin_untrusted", []) => Role::SpinUntrusted,
             ("capnp_untrusted", []) => Role::CapnpUntrusted,
             ("ring", &[size, slots, n]) => Role::Ring { size, slots, n },
@@ -210,7 +209,7 @@ mod tests {
                 wakes: 9,
             },
             Role::SpinCapnp,
-            Role::CapnpCopy,
+            Role::CapnpBuilt,
             Role::SpinUntrusted,
             Role::CapnpUntrusted,
             Role::StreamUntrusted { n: 6 },

@@ -138,7 +138,7 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
             "large_in_64k_slots_of_memcpy": ratio(ours_1m_in_64k, memcpy),
             "spin_untrusted_over_spin": ratio(by("spin_untrusted"), by("spin")),
             "capnp_untrusted_over_capnp": ratio(by("capnp_untrusted"), by("spin_capnp")),
-            "capnp_copy_over_capnp": ratio(by("capnp_copy"), by("spin_capnp")),
+            "capnp_built_over_capnp": ratio(by("capnp_built"), by("spin_capnp")),
             "untrusted_64_of_ours": ratio(st[7], st[1]),
             "untrusted_1k_of_ours": ratio(st[8], st[4]),
             "untrusted_64k_of_ours": ratio(st[9], st[6]),
