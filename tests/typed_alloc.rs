@@ -24,11 +24,14 @@ static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    /// This thread's counted allocations (tests in this file run in parallel).
+    static MINE: Cell<usize> = const { Cell::new(0) };
 }
 
 fn note() {
     if COUNTING.with(Cell::get) {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        MINE.with(|m| m.set(m.get() + 1));
     }
 }
 
@@ -146,4 +149,43 @@ fn typed_round_trips_do_not_allocate() {
     let allocations = ALLOCATIONS.load(Ordering::Relaxed);
     assert_eq!(allocations, 0, "heap allocations in 1000 typed round trips");
     assert_eq!(to_b.get_segments_for_output().len(), 1);
+}
+
+/// Messages built in the slot (`send_built`) allocate nothing either.
+#[test]
+fn built_round_trips_do_not_allocate() {
+    use capnp_shm_transport::SendBuilt;
+    let name = format!("typed-alloc-built-{}", std::process::id());
+    let mut a = Channel::builder(&name)
+        .slot_size(512)
+        .slot_count(16)
+        .create()
+        .unwrap();
+    let mut b = Channel::builder(&name).open_timeout(WAIT).open().unwrap();
+    let mut trip = |seq: u64| {
+        a.send_built::<sample::Owned>(128, WAIT, |mut s| {
+            s.set_seq(seq);
+            s.set_payload(&[seq as u8; 16]);
+            s.get_control().set_ping(());
+            Ok(())
+        })
+        .unwrap();
+        let msg = b.recv_message(WAIT).unwrap();
+        assert_eq!(msg.root::<sample::Owned>().unwrap().get_seq(), seq);
+    };
+    for seq in 0..100 {
+        trip(seq);
+    }
+    COUNTING.with(|c| c.set(true));
+    let before = MINE.with(Cell::get);
+    for seq in 100..1100 {
+        trip(seq);
+    }
+    let after = MINE.with(Cell::get);
+    COUNTING.with(|c| c.set(false));
+    assert_eq!(
+        after - before,
+        0,
+        "heap allocations in 1000 built round trips"
+    );
 }

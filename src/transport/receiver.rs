@@ -112,7 +112,7 @@ impl Receiver {
     /// [`Error::Corrupt`].
     #[inline]
     pub fn recv(&mut self, timeout: impl Into<Timeout>) -> Result<RecvGuard<'_>> {
-        let record = self.next_message(timeout.into())?;
+        let record = self.next_message(timeout)?;
         if let Some(copy) = self.copy.as_mut() {
             // SAFETY: `next_message` saw the message published, unreleased.
             unsafe { self.consumer.copy_out(0, record.len(), copy) };
@@ -127,12 +127,13 @@ impl Receiver {
     /// The next message (its record read once from its slot and validated), waiting up to
     /// `timeout` for one. Padding records in front of it are released on the way.
     #[inline(always)]
-    fn next_message(&mut self, timeout: Timeout) -> Result<Record> {
+    fn next_message(&mut self, timeout: impl Into<Timeout>) -> Result<Record> {
         self.sync()?;
         let next = self.next_record();
         match next.map_err(|c| self.link.explain(c.into()))? {
             Some(record) => Ok(record),
-            None => self.wait_for_message(&mut Waiter::new(timeout)),
+            // The timeout is looked at only here, when there is something to wait for.
+            None => self.wait_for_message(&mut Waiter::new(timeout.into())),
         }
     }
 
@@ -152,7 +153,7 @@ impl Receiver {
     /// contents) and releases the slot at once. Returns the message length. The copy
     /// reads the slot through a raw pointer in either [`Trust`] mode.
     pub fn recv_into(&mut self, buf: &mut Vec<u8>, timeout: impl Into<Timeout>) -> Result<usize> {
-        let record = self.next_message(timeout.into())?;
+        let record = self.next_message(timeout)?;
         let len = record.len();
         buf.clear();
         buf.reserve(len);

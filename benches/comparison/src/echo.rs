@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use capnp_shm_transport::{
-    Channel, Error as ChannelError, RecvMessage, SendMessage, Trust, WaitMode,
+    Channel, Error as ChannelError, RecvMessage, SendBuilt, SendMessage, Trust, WaitMode,
 };
 
 use crate::baselines::{self as base, Mapping, RawRing};
@@ -31,9 +31,10 @@ pub(crate) fn run(role: Role, name: &str) -> Result<(), Error> {
             asynchronous,
             wakes,
         } => crate::idle::peer(name, asynchronous != 0, wakes),
-        Role::SpinCapnp => capnp(name, Trust::Cooperating),
+        Role::SpinCapnp => capnp(name, Trust::Cooperating, false),
+        Role::CapnpBuilt => capnp(name, Trust::Cooperating, true),
         Role::SpinUntrusted => channel(name, WaitMode::Poll, Trust::Untrusted),
-        Role::CapnpUntrusted => capnp(name, Trust::Untrusted),
+        Role::CapnpUntrusted => capnp(name, Trust::Untrusted, false),
         Role::Ring { size, slots, n } => ring(name, size as usize, slots, n, false),
         Role::RingAll { size, slots, n } => ring(name, size as usize, slots, n, true),
         Role::Stream { n } => stream(name, n, Trust::Cooperating),
@@ -102,8 +103,10 @@ fn channel(name: &str, mode: WaitMode, trust: Trust) -> Result<(), Error> {
     }
 }
 
-/// Answers each `Sample` with one carrying its sequence number, until side A closes.
-fn capnp(name: &str, trust: Trust) -> Result<(), Error> {
+/// Answers each `Sample` with one carrying its sequence number, until side A closes: set
+/// in a prebuilt message that is then framed and copied (`send_message`), or, with
+/// `built`, a whole `Sample` built for each answer ([`SendBuilt::send_built`]).
+fn capnp(name: &str, trust: Trust, built: bool) -> Result<(), Error> {
     let mut b = open(name, WaitMode::Poll, trust)?;
     let mut reply = typed_sample();
     loop {
@@ -111,6 +114,12 @@ fn capnp(name: &str, trust: Trust) -> Result<(), Error> {
             .recv_message(IDLE)
             .and_then(|m| Ok(m.root::<sample::Owned>()?.get_seq()));
         let sent = seq.and_then(|seq| {
+            if built {
+                return b.send_built::<sample::Owned>(crate::SAMPLE_CAPACITY, WAIT, |s| {
+                    crate::build_sample(s, seq);
+                    Ok(())
+                });
+            }
             reply
                 .get_root::<sample::Builder>()
                 .map_err(ChannelError::Encode)?

@@ -50,10 +50,11 @@ type RttFn = fn(&Plan, &str, &mut Vec<f64>) -> Result<(), Error>;
 type StreamFn = fn(&Plan, usize, &str) -> Result<f64, Error>;
 
 /// The round-trip kinds, in measuring order; the names are the JSON keys.
-const RTT: [(&str, RttFn); 10] = [
+const RTT: [(&str, RttFn); 11] = [
     ("floor", rtt::floor),
     ("spin", rtt::spin),
     ("spin_capnp", rtt::spin_capnp),
+    ("capnp_built", rtt::capnp_built),
     ("spin_untrusted", rtt::spin_untrusted),
     ("capnp_untrusted", rtt::capnp_untrusted),
     ("block", rtt::block),
@@ -173,6 +174,15 @@ fn channel_builder(
 }
 
 /// The `Sample` both sides of the Cap'n Proto round trip send (16 payload bytes).
+/// Room for a `Sample` with a 16-byte payload built by `send_built` (72 bytes framed).
+const SAMPLE_CAPACITY: usize = 80;
+
+/// Fills a `Sample` built in place as [`typed_sample`] is, with sequence number `seq`.
+fn build_sample(mut s: sample::Builder<'_>, seq: u64) {
+    s.set_seq(seq);
+    s.set_payload(&[0x5a; 16]);
+}
+
 fn typed_sample() -> Builder<HeapAllocator> {
     let mut m = Builder::new(HeapAllocator::new());
     m.init_root::<sample::Builder>().set_payload(&[0x5a; 16]);

@@ -32,6 +32,8 @@ pub(crate) enum Role {
     },
     /// Decodes each `Sample` and answers with one carrying the same sequence number.
     SpinCapnp,
+    /// [`Role::SpinCapnp`] building a whole `Sample` for each answer (`send_built`).
+    CapnpBuilt,
     /// [`Role::Spin`] with an untrusted-mode receiver.
     SpinUntrusted,
     /// [`Role::SpinCapnp`] with an untrusted-mode receiver.
@@ -98,6 +100,7 @@ impl Role {
                 wakes,
             } => ("idle", &[*asynchronous, *wakes]),
             Role::SpinCapnp => ("spin_capnp", &[]),
+            Role::CapnpBuilt => ("capnp_built", &[]),
             Role::SpinUntrusted => ("spin_untrusted", &[]),
             Role::CapnpUntrusted => ("capnp_untrusted", &[]),
             Role::Ring { size, slots, n } => ("ring", &[*size, *slots, *n]),
@@ -143,6 +146,7 @@ impl Role {
                 wakes,
             },
             ("spin_capnp", []) => Role::SpinCapnp,
+            ("capnp_built", []) => Role::CapnpBuilt,
             ("spin_untrusted", []) => Role::SpinUntrusted,
             ("capnp_untrusted", []) => Role::CapnpUntrusted,
             ("ring", &[size, slots, n]) => Role::Ring { size, slots, n },
@@ -238,6 +242,7 @@ mod tests {
                 wakes: 9,
             },
             Role::SpinCapnp,
+            Role::CapnpBuilt,
             Role::SpinUntrusted,
             Role::CapnpUntrusted,
             Role::StreamUntrusted { n: 6 },

@@ -157,6 +157,7 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
             "floor_1m_streaming_over_plain": ratio(floor_1m_streaming, floor_1m),
             "spin_untrusted_over_spin": ratio(by("spin_untrusted"), by("spin")),
             "capnp_untrusted_over_capnp": ratio(by("capnp_untrusted"), by("spin_capnp")),
+            "capnp_built_over_capnp": ratio(by("capnp_built"), by("spin_capnp")),
             "untrusted_64_of_ours": ratio(st[7], st[1]),
             "untrusted_1k_of_ours": ratio(st[8], st[4]),
             "untrusted_64k_of_ours": ratio(st[9], st[6]),

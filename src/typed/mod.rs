@@ -6,6 +6,9 @@
 //!   publishes nothing. With a single-segment message (the usual case: give the builder a
 //!   first segment large enough, e.g. a reused [`capnp::message::ScratchSpaceHeapAllocator`])
 //!   the send path does no heap allocation.
+//! - [`SendBuilt::send_built`] builds the message without a `capnp::message::Builder`,
+//!   in a reused private (per-thread) buffer (only the words it uses are zeroed), and copies
+//!   it into the slot once: no allocation per message, however often messages are built.
 //! - Receiving ([`RecvMessage::recv_message`]) lends a [`MessageGuard`] that derefs to a
 //!   [`capnp::message::Reader`] over the slot's bytes, without copying or allocating;
 //!   dropping the guard releases the slot. With
@@ -54,13 +57,18 @@
 
 use std::ops::Deref;
 
-use capnp::message::{Allocator, Builder, Reader, ReaderOptions, ReaderSegments};
+use capnp::message::{Allocator, Builder, Reader, ReaderOptions};
 use capnp::traits::Owned;
-use capnp::{ErrorKind, Word};
+use capnp::Word;
 
 use crate::error::{Error, Result};
-use crate::transport::{Channel, ChannelBuilder, Receiver, RecvGuard, Sender};
+use crate::transport::{Channel, ChannelBuilder, Receiver, Sender};
 use crate::wait::Timeout;
+
+mod built;
+mod segments;
+pub use built::SendBuilt;
+pub use segments::SlotSegments;
 
 /// The most segments a received message may have. A message written by
 /// [`SendMessage::send_message`] from a builder with a large enough first segment has one.
@@ -120,16 +128,33 @@ impl SendMessage for Sender {
         // Written straight into the ring: one slot, or consecutive slots for a message
         // longer than a slot (one contiguous buffer either way).
         self.send_with_capacity(len, timeout, |slot| {
-            let mut out = &mut slot[..len];
-            capnp::serialize::write_message_segments(&mut out, &segments).map_err(Error::Encode)?;
-            if !out.is_empty() {
-                return Err(Error::Encode(capnp::Error::failed(format!(
-                    "framing wrote {} bytes, {len} expected",
-                    len - out.len()
-                ))));
-            }
-            Ok(len)
+            write_framed(&mut slot[..len], segments);
+            Ok::<_, Error>(len)
         })
+    }
+}
+
+/// Writes `segments` (whole words each, at least one) in the standard stream framing into
+/// `out`, which is exactly [`framed_len`] long: the segment table (count - 1, then each
+/// length in words, padded to a whole word with zeros), then the segments. The same bytes
+/// as `capnp::serialize::write_message_segments`, without its generic writer (about a
+/// hundred instructions less for a one-segment message).
+fn write_framed(out: &mut [u8], segments: &[&[u8]]) {
+    let table_words = segments.len() / 2 + 1;
+    let (table, mut rest) = out.split_at_mut(table_words * WORD);
+    table[..4].copy_from_slice(&(segments.len() as u32 - 1).to_le_bytes());
+    for (entry, segment) in table[4..].chunks_exact_mut(4).zip(segments) {
+        entry.copy_from_slice(&((segment.len() / WORD) as u32).to_le_bytes());
+    }
+    if segments.len() % 2 == 0 {
+        // 1 + count entries, an odd number: the last four bytes are padding.
+        let end = table.len();
+        table[end - 4..].fill(0);
+    }
+    for segment in segments {
+        let (here, after) = rest.split_at_mut(segment.len());
+        here.copy_from_slice(segment);
+        rest = after;
     }
 }
 
@@ -140,175 +165,6 @@ impl SendMessage for Channel {
         timeout: impl Into<Timeout>,
     ) -> Result<()> {
         self.sender().send_message(message, timeout)
-    }
-}
-
-/// The segments of a message framed in a slot, read once from its segment table.
-///
-/// The segment bounds are kept in this (process-local) value and checked against the
-/// slot's length when parsed, so nothing the peer writes into the slot afterwards can make
-/// a segment reach outside it. Parsing allocates nothing.
-///
-/// The bytes are either borrowed ([`SlotSegments::parse`], [`read_slot`]) or, for
-/// [`RecvMessage::recv_message`], a received message that these segments own (its slot,
-/// released when they drop, so a reader over them never outlives it; or, in untrusted
-/// mode, the receiver's private copy).
-pub struct SlotSegments<'a> {
-    /// The whole slot payload (the message and any bytes after it).
-    bytes: SlotBytes<'a>,
-    /// `(start, end)` byte offsets into `bytes` of each segment; the first `count` are used.
-    /// Invariant: `start <= end <= bytes.len()` and both are multiples of 8.
-    bounds: [(u32, u32); MAX_SEGMENTS],
-    /// Number of segments, `1..=MAX_SEGMENTS`.
-    count: usize,
-}
-
-impl<'a> SlotSegments<'a> {
-    /// Parses the segment table at the start of `bytes` (which must be 8-byte aligned, as
-    /// slot payloads are) and checks that the segments fit in `bytes` and that their total
-    /// size is within `options`' traversal limit.
-    ///
-    /// Errors are [`Error::Decode`] with the matching [`capnp::ErrorKind`].
-    pub fn parse(bytes: &'a [u8], options: &ReaderOptions) -> Result<Self> {
-        let (bounds, count) = parse_table(bytes, options)?;
-        Ok(SlotSegments {
-            bytes: SlotBytes::Borrowed(bytes),
-            bounds,
-            count,
-        })
-    }
-
-    /// Like [`SlotSegments::parse`], over a received slot, which the segments keep (and
-    /// release when they drop). On an error the slot is released at once.
-    fn from_slot(slot: RecvGuard<'a>, options: &ReaderOptions) -> Result<Self> {
-        let (bounds, count) = parse_table(&slot, options)?;
-        Ok(SlotSegments {
-            bytes: SlotBytes::Slot(slot),
-            bounds,
-            count,
-        })
-    }
-
-    /// Length in bytes of the framed message (segment table + segments), which may be
-    /// shorter than the slot payload it was parsed from.
-    pub fn framed_len(&self) -> usize {
-        self.bounds[self.count - 1].1 as usize
-    }
-}
-
-/// Where the bytes of [`SlotSegments`] live.
-enum SlotBytes<'a> {
-    /// Lent by the caller (a receive-thread callback, [`read_slot`]).
-    Borrowed(&'a [u8]),
-    /// A received slot, owned until the segments drop.
-    Slot(RecvGuard<'a>),
-}
-
-impl Deref for SlotBytes<'_> {
-    type Target = [u8];
-    #[inline]
-    fn deref(&self) -> &[u8] {
-        match self {
-            SlotBytes::Borrowed(bytes) => bytes,
-            SlotBytes::Slot(slot) => slot,
-        }
-    }
-}
-
-/// The `(start, end)` byte offsets of each segment framed at the start of `bytes` (see
-/// [`SlotSegments::parse`]), and the number of segments.
-type Table = ([(u32, u32); MAX_SEGMENTS], usize);
-
-/// Parses and checks the segment table at the start of `bytes` (see
-/// [`SlotSegments::parse`]).
-fn parse_table(bytes: &[u8], options: &ReaderOptions) -> Result<Table> {
-    if bytes.as_ptr() as usize % WORD != 0 {
-        return Err(decode(ErrorKind::UnalignedSegment));
-    }
-    table_from_words(bytes.len(), options, |i| {
-        let b = bytes.get(i * 4..i * 4 + 4)?;
-        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    })
-}
-
-/// An [`Error::Decode`] of `kind`.
-fn decode(kind: ErrorKind) -> Error {
-    Error::Decode(capnp::Error::from_kind(kind))
-}
-
-/// The segment table of a framed message of `len` bytes whose `i`-th little-endian u32 is
-/// `word_at(i)` (`None` past the end). Each table word is read once: the bounds are
-/// computed from the values read, so a table that changes while it is parsed can give
-/// wrong segments, never segments outside the `len` bytes.
-fn table_from_words(
-    len: usize,
-    options: &ReaderOptions,
-    mut word_at: impl FnMut(usize) -> Option<u32>,
-) -> Result<Table> {
-    let available_words = len / WORD;
-    let Some(first) = word_at(0) else {
-        return Err(decode(ErrorKind::MessageEndsPrematurely(
-            1,
-            available_words,
-        )));
-    };
-    // The table stores the count minus one.
-    let count = first as usize + 1;
-    if count > MAX_SEGMENTS {
-        return Err(decode(ErrorKind::InvalidNumberOfSegments(count)));
-    }
-    let table_words = count / 2 + 1;
-    if table_words > available_words {
-        return Err(decode(ErrorKind::MessageEndsPrematurely(
-            table_words,
-            available_words,
-        )));
-    }
-    // Each segment's length in words, read once: the checks below and the bounds are
-    // computed from these values only.
-    let mut lens = [0u32; MAX_SEGMENTS];
-    // Word offsets; at most MAX_SEGMENTS * (u32::MAX + 1) + table, fits in u64.
-    let mut total_words: u64 = 0;
-    for (i, words) in lens.iter_mut().enumerate().take(count) {
-        *words = word_at(i + 1).expect("inside the table checked above");
-        total_words += u64::from(*words);
-    }
-    if let Some(limit) = options.traversal_limit_in_words {
-        if total_words > limit as u64 {
-            return Err(decode(ErrorKind::MessageTooLarge(
-                usize::try_from(total_words).unwrap_or(usize::MAX),
-            )));
-        }
-    }
-    let needed = total_words + table_words as u64;
-    if needed > available_words as u64 {
-        return Err(decode(ErrorKind::MessageEndsPrematurely(
-            usize::try_from(needed).unwrap_or(usize::MAX),
-            available_words,
-        )));
-    }
-    // Everything below fits in `bytes`, whose length fits in usize; the slot size is
-    // at most MAX_SLOT_SIZE (< 4 GiB), but check the u32 conversion anyway.
-    let to_u32 = |v: usize| u32::try_from(v).map_err(|_| decode(ErrorKind::MessageSizeOverflow));
-    let mut bounds = [(0u32, 0u32); MAX_SEGMENTS];
-    let mut start = table_words * WORD;
-    for (bound, &words) in bounds.iter_mut().zip(&lens).take(count) {
-        let end = start + words as usize * WORD;
-        debug_assert!(end <= len);
-        *bound = (to_u32(start)?, to_u32(end)?);
-        start = end;
-    }
-    Ok((bounds, count))
-}
-
-impl ReaderSegments for SlotSegments<'_> {
-    fn get_segment(&self, idx: u32) -> Option<&[u8]> {
-        let &(start, end) = self.bounds[..self.count].get(idx as usize)?;
-        self.bytes.get(start as usize..end as usize)
-    }
-
-    fn len(&self) -> usize {
-        self.count
     }
 }
 
@@ -339,7 +195,7 @@ impl MessageGuard<'_> {
     /// The slot payload the message was read from (framed message, perhaps followed by
     /// unused bytes).
     pub fn bytes(&self) -> &[u8] {
-        &self.reader.get_segments().bytes
+        self.reader.get_segments().bytes()
     }
 }
 
@@ -421,25 +277,18 @@ impl OnReceiveMessage for ChannelBuilder {
 mod tests {
     use super::*;
 
-    /// A table whose segment length grows between two reads of the same word (a peer
-    /// writing the slot while it is parsed) must still give segments inside the slot,
-    /// each table word being read once.
+    /// `write_framed` writes what capnp's own stream writer writes, for one to four
+    /// segments (odd and even counts: with and without the table's padding).
     #[test]
-    fn table_words_are_read_once() {
-        let len = 64; // 8 words: the table (1) + one segment of up to 7
-        let mut reads = [0u32; 2];
-        let table = table_from_words(len, &default_reader_options(), |i| {
-            let word = match i {
-                0 => 0,                                  // one segment
-                1 if reads[1] == 0 => 2,                 // first read: 2 words
-                1 => 1000,                               // later reads: far past the slot
-                _ => return None,
-            };
-            reads[i] += 1;
-            Some(word)
-        });
-        assert_eq!(reads, [1, 1], "each table word read once");
-        let (bounds, count) = table.unwrap();
-        assert_eq!((count, bounds[0]), (1, (8, 24)));
+    fn framing_matches_capnp_serialize() {
+        let words: Vec<Vec<u8>> = (1..=4u8).map(|k| vec![k; usize::from(k) * WORD]).collect();
+        for count in 1..=4 {
+            let segments: Vec<&[u8]> = words[..count].iter().map(Vec::as_slice).collect();
+            let mut expected = Vec::new();
+            capnp::serialize::write_message_segments(&mut expected, &segments).unwrap();
+            let mut ours = vec![0xee; framed_len(&segments)];
+            write_framed(&mut ours, &segments);
+            assert_eq!(ours, expected, "{count} segments");
+        }
     }
 }
