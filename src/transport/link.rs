@@ -136,7 +136,25 @@ impl Link {
     /// than the two flags: this link's truncation marks are read only once some mapping of
     /// the process was found truncated; a gone peer's segments are checked with `fstat`
     /// (so a truncation that closed the peer is reported as what it is).
+    #[inline]
     pub(crate) fn peer_gone(&self) -> Option<Error> {
+        if self.peer_present() {
+            return None;
+        }
+        self.why_peer_gone()
+    }
+    /// The common case of [`Link::peer_gone`], inlined into every send and receive: no
+    /// truncation anywhere in the process, the peer's closed flag clear, not known dead.
+    #[inline(always)]
+    fn peer_present(&self) -> bool {
+        // SYNC POINT (peer_dead) with the Release stores in `on_peer_change`
+        // (session.rs); the closed flag's is in `peer_closed`.
+        !sigbus::any_truncated() && !self.peer_closed() && !self.peer_dead.load(Ordering::Acquire)
+    }
+    /// [`Link::peer_gone`] once [`Link::peer_present`] said no: which of them it is.
+    #[cold]
+    #[inline(never)]
+    fn why_peer_gone(&self) -> Option<Error> {
         if sigbus::any_truncated() && self.segments.iter().any(|s| s.marked()) {
             return self.truncated();
         }

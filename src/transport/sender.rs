@@ -83,18 +83,32 @@ impl Sender {
     /// [`OnDisconnect`](super::OnDisconnect), and [`Error::Corrupt`].
     #[inline]
     pub fn send(&mut self, msg: &[u8], timeout: impl Into<Timeout>) -> Result<()> {
-        // One deadline for the whole call, fixed lazily at its first wait.
-        let mut waiter = Waiter::new(timeout.into());
-        self.prepare(&mut waiter)?;
-        let sent = self.producer.try_send(msg);
-        if !sent.map_err(|e| self.link.explain(e))? {
-            // A long message may publish its padding first, then wait again for its slots.
-            loop {
-                self.wait_for_space(&mut waiter, msg.len())?;
-                if self.producer.try_send(msg)? {
-                    break;
-                }
+        // The common case first: on the current link, the peer there, the slots free. No
+        // deadline is set up unless the call has to wait.
+        if self.control.session.epoch() == self.epoch && self.link.peer_gone().is_none() {
+            if !self.producer.try_send(msg).map_err(|e| self.link.explain(e))? {
+                return self.send_after_wait(msg, timeout.into());
             }
+            self.wake_consumer();
+            return Ok(());
+        }
+        self.send_after_wait(msg, timeout.into())
+    }
+
+    /// [`Sender::send`] that has to wait: for a reconnection, or for free slots.
+    #[cold]
+    #[inline(never)]
+    fn send_after_wait(&mut self, msg: &[u8], timeout: Timeout) -> Result<()> {
+        // One deadline for the whole call, fixed lazily at its first wait.
+        let mut waiter = Waiter::new(timeout);
+        self.prepare(&mut waiter)?;
+        // A long message may publish its padding first, then wait again for its slots.
+        while !self
+            .producer
+            .try_send(msg)
+            .map_err(|e| self.link.explain(e))?
+        {
+            self.wait_for_space(&mut waiter, msg.len())?;
         }
         self.wake_consumer();
         Ok(())

@@ -197,6 +197,7 @@ pub struct RawRing {
 const HEAD: usize = 0;
 const TAIL: usize = 128;
 const DONE: usize = 256;
+const READY: usize = 384;
 const RING_BASE: usize = 4096;
 
 impl RawRing {
@@ -276,6 +277,7 @@ impl RawRing {
     /// rewritten until `read` returns and tail moves.
     fn consume_with(&self, m: &Mapping, n: u64, read: impl Fn(*const u64)) {
         let (head, tail) = (m.u64_at(HEAD), m.u64_at(TAIL));
+        m.u64_at(READY).store(1, Ordering::Release);
         let mut cached_head = 0;
         for i in 0..n {
             while cached_head <= i {
@@ -290,6 +292,15 @@ impl RawRing {
             tail.store(i + 1, Ordering::Release);
         }
         m.u64_at(DONE).store(1, Ordering::Release);
+    }
+
+    /// Waits until the consumer has started (mapped the ring and is about to poll it), so
+    /// a measurement timed from here leaves out the peer process's start, as the
+    /// transport's measurements do with their attach handshake.
+    pub fn wait_ready(&self, m: &Mapping) {
+        while m.u64_at(READY).load(Ordering::Acquire) == 0 {
+            std::hint::spin_loop();
+        }
     }
 
     /// Waits until the consumer set `done`.

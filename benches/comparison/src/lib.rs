@@ -66,7 +66,7 @@ const RTT: [(&str, RttFn); 11] = [
 
 /// The streaming kinds and message sizes, in measuring order (and in the order
 /// `report::to_json` reads them).
-const STREAMS: [(&str, usize, StreamFn); 10] = [
+const STREAMS: [(&str, usize, StreamFn); 11] = [
     ("floor", 64, stream::floor),
     ("ours", 64, stream::ours),
     ("uds", 64, stream::uds),
@@ -77,6 +77,7 @@ const STREAMS: [(&str, usize, StreamFn); 10] = [
     ("untrusted", 64, stream::untrusted),
     ("untrusted", 1024, stream::untrusted),
     ("untrusted", 65536, stream::untrusted),
+    ("batched", 64, stream::batched),
 ];
 
 /// A failed measurement: what was being done, and why.

@@ -42,6 +42,7 @@ pub(crate) fn floor(plan: &Plan, size: usize, tag: &str) -> Result<f64, Error> {
         n,
     };
     let peer = Peer::spawn(role, &name, false)?;
+    ring.wait_ready(&m);
     let start = Instant::now();
     ring.produce(&m, &msg, n);
     ring.wait_done(&m);
@@ -84,6 +85,34 @@ pub(crate) fn channel_stream(
     let start = Instant::now();
     for _ in 0..n {
         a.send(&msg, WAIT)?;
+    }
+    drop(a.recv(WAIT)?); // the peer's ack after the last one
+    let t = start.elapsed();
+    drop(a);
+    peer.finish();
+    Ok(n as f64 / t.as_secs_f64())
+}
+
+/// Messages sent per `send_batch` call by [`batched`].
+const BATCH: usize = 32;
+
+/// [`ours`] with the sender calling `send_batch` with [`BATCH`] messages at a time (the
+/// streaming API that checks the peer and free space once per call, then commits each
+/// message in turn); the peer receives in batches as for [`ours`].
+pub(crate) fn batched(plan: &Plan, size: usize, tag: &str) -> Result<f64, Error> {
+    let name = channel_name(tag);
+    let n = count(plan, size) / BATCH as u64 * BATCH as u64;
+    let msg = vec![0xa5u8; size];
+    let msgs = [&msg[..]; BATCH];
+    let mut a = channel_builder(&name, size, slots(size) as usize, WaitMode::Poll).create()?;
+    let peer = Peer::spawn(Role::Stream { n }, &name, false)?;
+    a.send(&msg, WAIT)?; // attach handshake: the peer counts it
+    drop(a.recv(WAIT)?);
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < n {
+        let left = (n - sent).min(BATCH as u64) as usize;
+        sent += a.send_batch(&msgs[..left], WAIT)? as u64;
     }
     drop(a.recv(WAIT)?); // the peer's ack after the last one
     let t = start.elapsed();
@@ -155,6 +184,7 @@ pub(crate) fn large_floor(plan: &Plan, tag: &str, streaming: bool) -> Result<f64
         n,
     };
     let peer = Peer::spawn(role, &name, false)?;
+    ring.wait_ready(&m);
     let start = Instant::now();
     if streaming {
         ring.produce_streaming(&m, &msg, n);
