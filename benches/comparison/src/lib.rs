@@ -66,7 +66,7 @@ const RTT: [(&str, RttFn); 11] = [
 
 /// The streaming kinds and message sizes, in measuring order (and in the order
 /// `report::to_json` reads them).
-const STREAMS: [(&str, usize, StreamFn); 11] = [
+const STREAMS: [(&str, usize, StreamFn); 13] = [
     ("floor", 64, stream::floor),
     ("ours", 64, stream::ours),
     ("uds", 64, stream::uds),
@@ -78,6 +78,8 @@ const STREAMS: [(&str, usize, StreamFn); 11] = [
     ("untrusted", 1024, stream::untrusted),
     ("untrusted", 65536, stream::untrusted),
     ("batched", 64, stream::batched),
+    ("ours", 48, stream::ours),
+    ("batched", 48, stream::batched),
 ];
 
 /// A failed measurement: what was being done, and why.

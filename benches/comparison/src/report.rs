@@ -125,7 +125,7 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
             "floor_64": num(st[0]), "ours_64": num(st[1]), "uds_64": num(st[2]),
             "floor_1k": num(st[3]), "ours_1k": num(st[4]), "floor_64k": num(st[5]), "ours_64k": num(st[6]),
             "untrusted_64": num(st[7]), "untrusted_1k": num(st[8]), "untrusted_64k": num(st[9]),
-            "ours_64_batched": num(st[10]),
+            "ours_64_batched": num(st[10]), "ours_48": num(st[11]), "ours_48_batched": num(st[12]),
         },
         "idle_cpu_pct": { "async_await": num(s.idle.as_ref().map(|i| i.0.cpu_pct)) },
         "wake_ns": {
@@ -152,6 +152,8 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
             "iceoryx2_over_spin": ratio(ice_p50, by("spin")),
             "stream_64_of_floor": ratio(st[1], st[0]),
             "stream_64_batched_of_floor": ratio(st[10], st[0]),
+            "stream_48_of_floor_64": ratio(st[11], st[0]),
+            "stream_48_batched_of_floor_64": ratio(st[12], st[0]),
             "large_of_memcpy": ratio(ours_1m, memcpy),
             "large_in_64k_slots_of_memcpy": ratio(ours_1m_in_64k, memcpy),
             "large_of_floor_1m": ratio(ours_1m, floor_1m),
