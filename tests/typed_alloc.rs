@@ -109,15 +109,21 @@ fn round_trip(
     ));
 }
 
-#[test]
-fn typed_round_trips_do_not_allocate() {
-    let name = format!("typed-alloc-{}", std::process::id());
-    let mut a = Channel::builder(&name)
+/// Both sides of a channel of 16 slots of 512 bytes named after `test`.
+fn pair(test: &str) -> (Channel, Channel) {
+    let name = format!("{test}-{}", std::process::id());
+    let a = Channel::builder(&name)
         .slot_size(512)
         .slot_count(16)
         .create()
         .unwrap();
-    let mut b = Channel::builder(&name).open_timeout(WAIT).open().unwrap();
+    let b = Channel::builder(&name).open_timeout(WAIT).open().unwrap();
+    (a, b)
+}
+
+#[test]
+fn typed_round_trips_do_not_allocate() {
+    let (mut a, mut b) = pair("typed-alloc");
 
     let mut scratch_b = capnp::Word::allocate_zeroed_vec(64);
     let mut scratch_a = capnp::Word::allocate_zeroed_vec(64);
@@ -151,17 +157,11 @@ fn typed_round_trips_do_not_allocate() {
     assert_eq!(to_b.get_segments_for_output().len(), 1);
 }
 
-/// Messages built in the slot (`send_built`) allocate nothing either.
+/// Messages built with `send_built` (in the per-thread buffer) allocate nothing either.
 #[test]
 fn built_round_trips_do_not_allocate() {
     use capnp_shm_transport::SendBuilt;
-    let name = format!("typed-alloc-built-{}", std::process::id());
-    let mut a = Channel::builder(&name)
-        .slot_size(512)
-        .slot_count(16)
-        .create()
-        .unwrap();
-    let mut b = Channel::builder(&name).open_timeout(WAIT).open().unwrap();
+    let (mut a, mut b) = pair("typed-alloc-built");
     let mut trip = |seq: u64| {
         a.send_built::<sample::Owned>(128, WAIT, |mut s| {
             s.set_seq(seq);

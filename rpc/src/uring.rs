@@ -22,11 +22,11 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use capnp_shm_transport::SLEEP_SLICE;
 use capnp_shm_transport::{Announced, Error as ChannelError, Receiver, SleepWord, Timeout};
+use io_uring::{opcode, IoUring};
+use tokio::io::unix::AsyncFd;
 
 /// The longest single futex wait (see the module's documentation).
 const SLICE: std::time::Duration = SLEEP_SLICE.saturating_mul(10);
-use io_uring::{opcode, IoUring};
-use tokio::io::unix::AsyncFd;
 
 /// `FUTEX2_SIZE_U32`: a 32-bit futex, shared between processes (no `FUTEX2_PRIVATE`).
 const FUTEX2_SIZE_U32: u32 = 0x02;
@@ -37,6 +37,8 @@ const WAIT: u64 = 1;
 const CANCEL: u64 = 2;
 
 /// Whether new networks sleep with io_uring (when the kernel allows it).
+// A mutex, not an atomic: the workspace's atomics come from the library's loom funnel
+// (clippy.toml), and this setting is read once per network.
 static ENABLED: std::sync::Mutex<bool> = std::sync::Mutex::new(true);
 
 /// Sets whether the [`ShmNetwork`](crate::ShmNetwork)s made after this call in this

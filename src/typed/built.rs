@@ -19,7 +19,7 @@ use capnp::private::layout::PointerBuilder;
 use capnp::traits::Owned;
 use capnp::Word;
 
-use super::WORD;
+use super::{write_table, WORD};
 use crate::error::{Error, Result};
 use crate::transport::{Channel, Sender};
 use crate::wait::Timeout;
@@ -41,9 +41,9 @@ pub trait SendBuilt {
     /// heap segments and is framed and sent with one more copy (a slower path that
     /// allocates; a larger capacity avoids it).
     ///
-    /// Errors: `build`'s own error as [`Error::Encode`] (nothing is published); a
-    /// `capacity` under 16 bytes or above [`Sender::max_message_len`] is
-    /// [`Error::MessageTooLarge`]; otherwise those of [`Sender::send`].
+    /// A `capacity` above [`Sender::max_message_len`] is cut to it. Errors: `build`'s own
+    /// error as [`Error::Encode`] (nothing is published); a `capacity` (so cut) under 16
+    /// bytes is [`Error::MessageTooLarge`]; otherwise those of [`Sender::send`].
     ///
     /// ```
     /// use std::time::Duration;
@@ -169,9 +169,7 @@ fn frame_in<T: Owned>(
         return Ok(Framed::Outgrown(arena.framed()));
     }
     let words = arena.first.used;
-    // The table: segment count minus one, then the segment's length in words.
-    table[..4].copy_from_slice(&0u32.to_le_bytes());
-    table[4..].copy_from_slice(&words.to_le_bytes());
+    write_table(table, [words]);
     Ok(Framed::Len(WORD + words as usize * WORD))
 }
 

@@ -85,11 +85,33 @@ pub fn default_reader_options() -> ReaderOptions {
     ReaderOptions::new()
 }
 
+/// Size in bytes of the segment table of a message of `count` segments: a u32 count and
+/// one u32 length per segment, padded to a whole word.
+fn table_len(count: usize) -> usize {
+    (count / 2 + 1) * WORD
+}
+
 /// Size in bytes of `segments` in the standard stream framing.
 fn framed_len(segments: &[&[u8]]) -> usize {
-    // The table: a u32 count and one u32 length per segment, padded to a whole word.
-    let table_words = segments.len() / 2 + 1;
-    table_words * WORD + segments.iter().map(|s| s.len()).sum::<usize>()
+    table_len(segments.len()) + segments.iter().map(|s| s.len()).sum::<usize>()
+}
+
+/// Writes the segment table of segments of `words` words each (at least one) into
+/// `table`, exactly [`table_len`] bytes: the count minus one, each length, then zeros to
+/// the end of the word.
+fn write_table(table: &mut [u8], words: impl IntoIterator<Item = u32, IntoIter: ExactSizeIterator>) {
+    let words = words.into_iter();
+    let count = words.len();
+    debug_assert!(count >= 1 && table.len() == table_len(count));
+    table[..4].copy_from_slice(&(count as u32 - 1).to_le_bytes());
+    for (entry, len) in table[4..].chunks_exact_mut(4).zip(words) {
+        entry.copy_from_slice(&len.to_le_bytes());
+    }
+    if count % 2 == 0 {
+        // 1 + count entries, an odd number: the last four bytes are padding.
+        let end = table.len();
+        table[end - 4..].fill(0);
+    }
 }
 
 /// Sends Cap'n Proto messages. Implemented by [`Sender`] and [`Channel`].
@@ -140,17 +162,8 @@ impl SendMessage for Sender {
 /// as `capnp::serialize::write_message_segments`, without its generic writer (about a
 /// hundred instructions less for a one-segment message).
 fn write_framed(out: &mut [u8], segments: &[&[u8]]) {
-    let table_words = segments.len() / 2 + 1;
-    let (table, mut rest) = out.split_at_mut(table_words * WORD);
-    table[..4].copy_from_slice(&(segments.len() as u32 - 1).to_le_bytes());
-    for (entry, segment) in table[4..].chunks_exact_mut(4).zip(segments) {
-        entry.copy_from_slice(&((segment.len() / WORD) as u32).to_le_bytes());
-    }
-    if segments.len() % 2 == 0 {
-        // 1 + count entries, an odd number: the last four bytes are padding.
-        let end = table.len();
-        table[end - 4..].fill(0);
-    }
+    let (table, mut rest) = out.split_at_mut(table_len(segments.len()));
+    write_table(table, segments.iter().map(|s| (s.len() / WORD) as u32));
     for segment in segments {
         let (here, after) = rest.split_at_mut(segment.len());
         here.copy_from_slice(segment);
