@@ -5,7 +5,7 @@
 use super::record::{Record, Shape, PADDING};
 use super::{RingMemory, MAX_INDEX};
 use crate::error::{Corruption, Error, Result};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 
 /// The producer half of a ring. Only one may exist per ring. (A clone is a read-only
 /// view: the async waiter thread uses one to see when slots are free.)
@@ -338,33 +338,52 @@ impl<M: RingMemory> Producer<M> {
 
     /// Writes `msg` into the `span` slots at `head` and commits it. The caller reserved
     /// them.
+    ///
+    /// Everything the commit needs (the slot's words, the values stored) is computed
+    /// before the copy, so nothing is reloaded after it (the copy writes through a raw
+    /// pointer the compiler cannot tell apart from `self`).
     #[inline(always)]
     fn write_and_commit(&mut self, msg: &[u8], span: u64) {
         let slot = (self.head & self.mask) as usize;
+        let words = self.mem.words(slot);
+        let values = self.record_words(msg.len() as u32, span);
         // SAFETY: `reserve` (or `free_slots` for a batch) showed the `span` slots from
         // `head` free (the consumer released them, acquired-before-reuse per the SYNC
         // POINT there), they do not pass the ring's end (`reserve` padded), we are the
         // only producer, and `check_len` bounded `msg.len()` by the ring.
         unsafe { self.mem.write_payload(slot, msg) };
-        self.commit(msg.len() as u32, span);
+        publish(words, values);
+        self.head += span;
     }
 
-    /// Publishes the record of `len` (or [`PADDING`]) covering `span` slots at `head`.
+    /// The commit and meta words that publish the record of `len` (or [`PADDING`])
+    /// covering `span` slots at `head`.
     #[inline(always)]
-    fn commit(&mut self, len: u32, span: u64) {
-        let slot = (self.head & self.mask) as usize;
+    fn record_words(&self, len: u32, span: u64) -> (u64, u64) {
         debug_assert_eq!(
             self.shape
                 .decode(self.head, 0, Shape::meta(len, span))
                 .map(Record::span),
             Ok(span)
         );
-        let (commit, meta) = self.mem.words(slot);
-        meta.store(Shape::meta(len, span), Ordering::Relaxed);
-        // SYNC POINT with the Acquire load of the commit word in `Consumer::peek`: the
-        // meta word and payload written above are visible to a consumer that sees
-        // `head + 1`.
-        commit.store(self.head + 1, Ordering::Release);
+        (self.head + 1, Shape::meta(len, span))
+    }
+
+    /// Publishes the record of `len` (or [`PADDING`]) covering `span` slots at `head`.
+    #[inline(always)]
+    fn commit(&mut self, len: u32, span: u64) {
+        let slot = (self.head & self.mask) as usize;
+        publish(self.mem.words(slot), self.record_words(len, span));
         self.head += span;
     }
+}
+
+/// Stores a record's meta word, then its commit word, which publishes it (the payload
+/// was written before).
+#[inline(always)]
+fn publish((commit, meta): (&AtomicU64, &AtomicU64), (published, meta_word): (u64, u64)) {
+    meta.store(meta_word, Ordering::Relaxed);
+    // SYNC POINT with the Acquire load of the commit word in `Consumer::peek`: the meta
+    // word and payload written before are visible to a consumer that sees `head + 1`.
+    commit.store(published, Ordering::Release);
 }

@@ -95,6 +95,7 @@ impl Link {
     /// The control block every reader uses, on both sides and in the monitor: the a2b
     /// copy, the one source of truth. (The b2a copy is a mirror nothing here reads, so a
     /// side killed between its two stores is seen by its peer's calls and monitor alike.)
+    #[inline]
     pub(crate) fn control(&self) -> &ControlBlock {
         &self.a2b.header().control
     }
@@ -127,6 +128,7 @@ impl Link {
         wake_regions(&[&self.a2b, &self.b2a]);
     }
     /// Whether the peer's closed flag (a2b copy) is set.
+    #[inline]
     pub(crate) fn peer_closed(&self) -> bool {
         // SYNC POINT with the peer's Release store in `set_control_word`.
         self.control().closed[self.side.peer() as usize].load(Ordering::Acquire) != 0
