@@ -200,6 +200,22 @@ impl<M: RingMemory> Producer<M> {
         Ok((self.free_slots(span)? >= span).then_some(span))
     }
 
+    /// Publishes `msg` if it fits one slot and the cached tail already shows a free slot:
+    /// no shared read, nothing that can fail. `false` otherwise (nothing done), for
+    /// [`Producer::try_send`] to decide. The send path's fast case.
+    #[inline(always)]
+    #[cfg_attr(loom, allow(dead_code))] // used by the transport, compiled out under loom
+    pub(crate) fn try_send_cached(&mut self, msg: &[u8]) -> bool {
+        // `cached_tail <= MAX_INDEX - count` (see `cache_tail`), so a free slot here also
+        // means `head < MAX_INDEX`.
+        if msg.len() > self.shape.slot_size || self.head - self.cached_tail >= self.shape.count {
+            return false;
+        }
+        self.mirror_head(1, msg.len() as u64);
+        self.write_and_commit(msg, 1);
+        true
+    }
+
     /// Publishes `msg` if its slots are free. `Ok(false)` when they are not.
     #[inline(always)]
     pub(crate) fn try_send(&mut self, msg: &[u8]) -> Result<bool> {

@@ -148,7 +148,7 @@ impl Link {
     /// The common case of [`Link::peer_gone`], inlined into every send and receive: no
     /// truncation anywhere in the process, the peer's closed flag clear, not known dead.
     #[inline(always)]
-    fn peer_present(&self) -> bool {
+    pub(crate) fn peer_present(&self) -> bool {
         // SYNC POINT (peer_dead) with the Release stores in `on_peer_change`
         // (session.rs); the closed flag's is in `peer_closed`.
         !sigbus::any_truncated() && !self.peer_closed() && !self.peer_dead.load(Ordering::Acquire)

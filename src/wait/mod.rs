@@ -367,6 +367,13 @@ pub(crate) fn wake_sleeper(peer_mode: &AtomicU32, wait_word: &AtomicU32) {
     if peer_mode.load(Ordering::Relaxed) != WaitMode::Block as u32 {
         return;
     }
+    wake_block_sleeper(wait_word);
+}
+
+/// [`wake_sleeper`] for a peer in Block mode, out of line: a send to a polling peer then
+/// calls nothing.
+#[inline(never)]
+fn wake_block_sleeper(wait_word: &AtomicU32) {
     // SYNC POINT with the fence in `Waiter::idle_block` (see there).
     fence(Ordering::SeqCst);
     if wait_word.load(Ordering::Relaxed) != 0 {
