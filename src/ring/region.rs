@@ -218,30 +218,37 @@ unsafe impl RingMemory for Region {
 /// `dst` is valid for `src.len()` bytes of writes and does not overlap `src`.
 #[inline(always)]
 unsafe fn copy_to_slot(src: &[u8], dst: *mut u8) {
-    use std::ptr::copy_nonoverlapping as copy;
     let (s, n) = (src.as_ptr(), src.len());
-    // SAFETY: every move stays within `[0, n)` of both buffers (each pair covers it from
-    // both ends), which the caller guarantees valid and disjoint.
+    // SAFETY: every move stays within `[0, n)` of both buffers, which the caller
+    // guarantees valid and disjoint (`copy_ends::<W>` is called only with `n >= W`).
     unsafe {
-        if n > 64 {
-            copy(s, dst, n);
-        } else if n >= 32 {
-            copy(s, dst, 32);
-            copy(s.add(n - 32), dst.add(n - 32), 32);
-        } else if n >= 16 {
-            copy(s, dst, 16);
-            copy(s.add(n - 16), dst.add(n - 16), 16);
-        } else if n >= 8 {
-            copy(s, dst, 8);
-            copy(s.add(n - 8), dst.add(n - 8), 8);
-        } else if n >= 4 {
-            copy(s, dst, 4);
-            copy(s.add(n - 4), dst.add(n - 4), 4);
-        } else if n > 0 {
-            *dst = *s;
-            *dst.add(n / 2) = *s.add(n / 2);
-            *dst.add(n - 1) = *s.add(n - 1);
+        match n {
+            65.. => std::ptr::copy_nonoverlapping(s, dst, n),
+            32..=64 => copy_ends::<32>(s, dst, n),
+            16..=31 => copy_ends::<16>(s, dst, n),
+            8..=15 => copy_ends::<8>(s, dst, n),
+            4..=7 => copy_ends::<4>(s, dst, n),
+            1..=3 => {
+                *dst = *s;
+                *dst.add(n / 2) = *s.add(n / 2);
+                *dst.add(n - 1) = *s.add(n - 1);
+            }
+            0 => {}
         }
+    }
+}
+
+/// Copies `n` bytes, `W <= n <= 2 * W`, as two moves of `W` bytes: the first `W` and the
+/// last `W` (overlapping unless `n == 2 * W`).
+///
+/// # Safety
+/// As [`copy_to_slot`], and `W <= n`.
+#[inline(always)]
+unsafe fn copy_ends<const W: usize>(s: *const u8, dst: *mut u8, n: usize) {
+    // SAFETY: both moves lie within `[0, n)` because `W <= n` (caller).
+    unsafe {
+        std::ptr::copy_nonoverlapping(s, dst, W);
+        std::ptr::copy_nonoverlapping(s.add(n - W), dst.add(n - W), W);
     }
 }
 
