@@ -95,7 +95,8 @@ impl Region {
 
     #[inline]
     fn slot_ptr(&self, slot: usize) -> *mut u8 {
-        assert!(slot < self.geometry.slot_count, "slot {slot} out of range");
+        // No value in the message: formatting it would spill a register on every send.
+        assert!(slot < self.geometry.slot_count, "slot out of range");
         // SAFETY: slot < slot_count, so the offset is within the geometry's
         // segment_len, which `new` checked against the memory's length.
         unsafe {
