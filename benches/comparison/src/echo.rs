@@ -12,6 +12,7 @@ use capnp_shm_transport::{
 use crate::baselines::{self as base, Mapping, RawRing};
 use crate::demo_capnp::sample;
 use crate::peer::Role;
+use crate::proto::{self, Flag};
 use crate::{err, typed_sample, Error, WAIT};
 
 /// How long an echoing peer waits for the next message before giving up.
@@ -37,6 +38,12 @@ pub(crate) fn run(role: Role, name: &str) -> Result<(), Error> {
         Role::CapnpUntrusted => capnp(name, Trust::Untrusted, false),
         Role::Ring { size, slots, n } => ring(name, size as usize, slots, n, false),
         Role::RingAll { size, slots, n } => ring(name, size as usize, slots, n, true),
+        Role::ProtoEcho { slot_size, slots } => proto_echo(name, slot_size as usize, slots),
+        Role::ProtoSink {
+            slot_size,
+            slots,
+            n,
+        } => proto_sink(name, slot_size as usize, slots, n),
         Role::Stream { n } => stream(name, n, Trust::Cooperating),
         Role::StreamUntrusted { n } => stream(name, n, Trust::Untrusted),
         Role::Large { n } => large(name, n),
@@ -144,6 +151,28 @@ fn ring(name: &str, size: usize, slots: u64, n: u64, all: bool) -> Result<(), Er
     } else {
         ring.consume(&m, n);
     }
+    Ok(())
+}
+
+/// Echoes the protocol floor's round trip (two rings in one mapping) until told to stop.
+fn proto_echo(name: &str, slot_size: usize, slots: u64) -> Result<(), Error> {
+    let rings = proto::duplex(slot_size, slots);
+    let m = Mapping::open(name, rings[1].end()).map_err(|e| err("shm", e))?;
+    Ok(proto::echo(&m, rings)?)
+}
+
+/// Consumes `n` messages from the protocol floor's ring, draining up to 256 per `tail`
+/// store (as [`stream`]'s `recv_batch(256, ..)`), then raises `done`.
+fn proto_sink(name: &str, slot_size: usize, slots: u64, n: u64) -> Result<(), Error> {
+    let ring = proto::ProtoRing::new(0, slot_size, slots);
+    let m = Mapping::open(name, ring.end()).map_err(|e| err("shm", e))?;
+    let mut rx = ring.consumer(&m);
+    ring.raise(&m, Flag::Ready);
+    let mut got = 0;
+    while got < n {
+        got += rx.drain(256)?;
+    }
+    ring.raise(&m, Flag::Done);
     Ok(())
 }
 

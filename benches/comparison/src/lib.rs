@@ -18,6 +18,7 @@ mod echo;
 mod idle;
 mod idle_sides;
 mod peer;
+mod proto;
 mod report;
 mod report_rows;
 mod rtt;
@@ -66,7 +67,7 @@ const RTT: [(&str, RttFn); 11] = [
 
 /// The streaming kinds and message sizes, in measuring order (and in the order
 /// `report::to_json` reads them).
-const STREAMS: [(&str, usize, StreamFn); 13] = [
+const STREAMS: [(&str, usize, StreamFn); 15] = [
     ("floor", 64, stream::floor),
     ("ours", 64, stream::ours),
     ("uds", 64, stream::uds),
@@ -80,6 +81,8 @@ const STREAMS: [(&str, usize, StreamFn); 13] = [
     ("batched", 64, stream::batched),
     ("ours", 48, stream::ours),
     ("batched", 48, stream::batched),
+    ("proto", 64, stream::proto),
+    ("proto", 48, stream::proto),
 ];
 
 /// A failed measurement: what was being done, and why.
@@ -216,6 +219,7 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
         idle: None,
         rounds: plan.rounds,
         by_size: vec![Vec::new(); sizes::SIZES.len()],
+        by_size_proto: vec![Vec::new(); sizes::SIZES.len()],
         sweep: sweep::SweepSamples::default(),
         startup: Vec::new(),
         idle_sides: None,
@@ -249,7 +253,7 @@ pub fn run(quick: bool, json: bool, peers: bool) -> Result<(), Error> {
             true,
         )?);
         board::measure(&plan, round, &mut s.board)?;
-        sizes::measure(&plan, round, &mut s.by_size)?;
+        sizes::measure(&plan, round, &mut s.by_size, &mut s.by_size_proto)?;
         sweep::measure(&plan, round, &mut s.sweep)?;
         s.startup
             .push(startup::measure(&format!("startup-{round}"))?);

@@ -51,6 +51,19 @@ pub(crate) enum Role {
         slots: u64,
         n: u64,
     },
+    /// Echoes the protocol floor's round trip: two rings of `slots` slots of `slot_size`
+    /// bytes (a2b, b2a) in one mapping.
+    ProtoEcho {
+        slot_size: u64,
+        slots: u64,
+    },
+    /// Consumes `n` messages from the protocol floor's ring of `slots` slots of
+    /// `slot_size` bytes.
+    ProtoSink {
+        slot_size: u64,
+        slots: u64,
+        n: u64,
+    },
     /// Receives `n` messages from a channel, then acknowledges.
     Stream {
         n: u64,
@@ -105,6 +118,12 @@ impl Role {
             Role::CapnpUntrusted => ("capnp_untrusted", &[]),
             Role::Ring { size, slots, n } => ("ring", &[*size, *slots, *n]),
             Role::RingAll { size, slots, n } => ("ring_all", &[*size, *slots, *n]),
+            Role::ProtoEcho { slot_size, slots } => ("proto_echo", &[*slot_size, *slots]),
+            Role::ProtoSink {
+                slot_size,
+                slots,
+                n,
+            } => ("proto_sink", &[*slot_size, *slots, *n]),
             Role::Stream { n } => ("stream", &[*n]),
             Role::StreamUntrusted { n } => ("stream_untrusted", &[*n]),
             Role::Large { n } => ("large", &[*n]),
@@ -151,6 +170,12 @@ impl Role {
             ("capnp_untrusted", []) => Role::CapnpUntrusted,
             ("ring", &[size, slots, n]) => Role::Ring { size, slots, n },
             ("ring_all", &[size, slots, n]) => Role::RingAll { size, slots, n },
+            ("proto_echo", &[slot_size, slots]) => Role::ProtoEcho { slot_size, slots },
+            ("proto_sink", &[slot_size, slots, n]) => Role::ProtoSink {
+                slot_size,
+                slots,
+                n,
+            },
             ("stream", &[n]) => Role::Stream { n },
             ("stream_untrusted", &[n]) => Role::StreamUntrusted { n },
             ("large", &[n]) => Role::Large { n },
@@ -257,6 +282,15 @@ mod tests {
                 n: 2,
             },
             Role::Stream { n: 3 },
+            Role::ProtoEcho {
+                slot_size: 256,
+                slots: 16,
+            },
+            Role::ProtoSink {
+                slot_size: 48,
+                slots: 256,
+                n: 14,
+            },
             Role::Large { n: 4 },
             Role::UdsStream { n: 5 },
             Role::BoardWriter,
@@ -277,6 +311,8 @@ mod tests {
             &["spin"],
             &["what", "x"],
             &["stream", "x", "y"],
+            &["proto_echo", "x", "256"],
+            &["proto_sink", "x", "48", "256"],
         ] {
             let bad: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
             assert!(Role::parse(&bad).is_err(), "{bad:?} parsed");

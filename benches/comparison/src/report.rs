@@ -32,6 +32,8 @@ pub(crate) struct Samples {
     pub rounds: usize,
     /// Per message size of `sizes::SIZES`: per-batch ns per busy-spin round trip.
     pub by_size: Vec<Vec<f64>>,
+    /// The same through the protocol floor (`proto`), measured beside each.
+    pub by_size_proto: Vec<Vec<f64>>,
     /// The ring size sweep.
     pub sweep: crate::sweep::SweepSamples,
     /// One cold start per round.
@@ -126,6 +128,7 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
             "floor_1k": num(st[3]), "ours_1k": num(st[4]), "floor_64k": num(st[5]), "ours_64k": num(st[6]),
             "untrusted_64": num(st[7]), "untrusted_1k": num(st[8]), "untrusted_64k": num(st[9]),
             "ours_64_batched": num(st[10]), "ours_48": num(st[11]), "ours_48_batched": num(st[12]),
+            "proto_64": num(st[13]), "proto_48": num(st[14]),
         },
         "idle_cpu_pct": { "async_await": num(s.idle.as_ref().map(|i| i.0.cpu_pct)) },
         "wake_ns": {
@@ -172,10 +175,25 @@ pub(crate) fn to_json(mut s: Samples) -> Value {
             "board_cycle_1m_of_memcpy": ratio(b_cycle, memcpy),
         },
     });
+    // The protocol floor's streams: what the protocol costs (proto / floor) and what the
+    // code path adds (ours / proto).
+    if let Some(Value::Object(ratios)) = report.get_mut("ratios") {
+        for (k, v) in [
+            ("proto_stream_64_of_floor", ratio(st[13], st[0])),
+            ("proto_stream_48_of_floor_64", ratio(st[14], st[0])),
+            ("stream_64_of_proto", ratio(st[1], st[13])),
+            ("stream_64_batched_of_proto", ratio(st[10], st[13])),
+            ("stream_48_of_proto_48", ratio(st[11], st[14])),
+            ("stream_48_batched_of_proto_48", ratio(st[12], st[14])),
+        ] {
+            ratios.insert(k.into(), v);
+        }
+    }
     let rows = crate::report_rows::Rows {
         rounds: s.rounds,
         floor: &s.rtt[RTT.iter().position(|(x, _)| *x == "floor").expect("kind")],
         by_size: &s.by_size,
+        by_size_proto: &s.by_size_proto,
         sweep: &s.sweep,
         startup: &s.startup,
         idle_sides: s.idle_sides.as_ref(),

@@ -19,6 +19,8 @@ pub(crate) struct Rows<'a> {
     pub floor: &'a [f64],
     /// Per entry of [`SIZES`]: per-batch means.
     pub by_size: &'a [Vec<f64>],
+    /// Per entry of [`SIZES`]: the protocol floor's per-batch means.
+    pub by_size_proto: &'a [Vec<f64>],
     pub sweep: &'a SweepSamples,
     /// One per round.
     pub startup: &'a [Startup],
@@ -35,6 +37,19 @@ fn round_medians(v: &[f64], rounds: usize) -> Vec<f64> {
         .take(rounds)
         .filter_map(|c| median(&mut c.to_vec()))
         .collect()
+}
+
+/// `rtt_by_size_ns`: this transport's rows keyed by size, the protocol floor's as
+/// `proto_N`.
+fn by_size(r: &Rows<'_>) -> Value {
+    let mut o = match by_key(&SIZES, r.by_size) {
+        Value::Object(o) => o,
+        _ => unreachable!("by_key builds an object"),
+    };
+    for (size, v) in SIZES.iter().zip(r.by_size_proto) {
+        o.insert(format!("proto_{size}"), num(median(&mut v.clone())));
+    }
+    Value::Object(o)
 }
 
 /// The median over rounds of `v`'s round median over the floor's in the same round.
@@ -74,7 +89,7 @@ pub(crate) fn add(report: &mut Value, r: Rows<'_>) {
     let mut spawn: Vec<f64> = r.startup.iter().map(|s| s.spawn_to_msg).collect();
     let (a, b) = (r.idle_sides.map(|s| &s.0), r.idle_sides.map(|s| &s.1));
     let rows = json!({
-        "rtt_by_size_ns": by_key(&SIZES, r.by_size),
+        "rtt_by_size_ns": by_size(&r),
         "ring_sweep": {
             "rtt_ns": by_key(&SLOT_COUNTS, &r.sweep.rtt),
             "stream_64_msgs_per_sec": by_key(&SLOT_COUNTS, &r.sweep.stream_64),
@@ -100,6 +115,18 @@ pub(crate) fn add(report: &mut Value, r: Rows<'_>) {
                 over_floor_by_round(v, r.floor, r.rounds),
             );
         }
+        // What the protocol costs (proto / floor) and what the code path adds (ours /
+        // proto), each round by round as above.
+        for ((size, ours), proto) in SIZES.iter().zip(r.by_size).zip(r.by_size_proto) {
+            ratios.insert(
+                format!("proto_{size}_over_floor"),
+                over_floor_by_round(proto, r.floor, r.rounds),
+            );
+            ratios.insert(
+                format!("spin_{size}_over_proto"),
+                over_floor_by_round(ours, proto, r.rounds),
+            );
+        }
     }
 }
 
@@ -109,9 +136,12 @@ pub(crate) fn print(r: &Value) {
         v.as_f64()
             .map_or("n/a".to_string(), |x| format!("{x:.digits$}"))
     };
-    println!("\nround trip by size, spin  p50 ns");
-    for (k, v) in r["rtt_by_size_ns"].as_object().into_iter().flatten() {
-        println!("  {:<18} {:>14}", format!("{k} B"), show(v, 0));
+    println!("\nround trip by size        spin p50 ns   protocol floor p50 ns");
+    for size in SIZES {
+        let row = &r["rtt_by_size_ns"];
+        let (ours, proto) = (&row[size.to_string()], &row[format!("proto_{size}")]);
+        let k = format!("{size} B");
+        println!("  {k:<18} {:>14} {:>23}", show(ours, 0), show(proto, 0));
     }
     println!("\nring size sweep (slots)  rtt 64 B ns   stream 64 B msgs/s");
     let sweep = &r["ring_sweep"];
@@ -170,6 +200,7 @@ mod tests {
             board: Default::default(),
             rounds: 2,
             by_size: SIZES.iter().map(|_| n(450.0)).collect(),
+            by_size_proto: SIZES.iter().map(|_| n(360.0)).collect(),
             sweep: SweepSamples {
                 rtt: SLOT_COUNTS.iter().map(|_| n(400.0)).collect(),
                 stream_64: SLOT_COUNTS.iter().map(|_| n(3e7)).collect(),
@@ -197,6 +228,9 @@ mod tests {
         for size in SIZES {
             keys.push(format!("/rtt_by_size_ns/{size}"));
             keys.push(format!("/ratios/spin_{size}_over_floor"));
+            keys.push(format!("/rtt_by_size_ns/proto_{size}"));
+            keys.push(format!("/ratios/proto_{size}_over_floor"));
+            keys.push(format!("/ratios/spin_{size}_over_proto"));
         }
         for slots in SLOT_COUNTS {
             keys.push(format!("/ring_sweep/rtt_ns/{slots}"));
@@ -204,6 +238,19 @@ mod tests {
         }
         for side in ["side_a", "side_b"] {
             keys.push(format!("/idle_cpu_percent/{side}"));
+        }
+        for row in ["proto_64", "proto_48"] {
+            keys.push(format!("/stream_msgs_per_sec/{row}"));
+        }
+        for ratio in [
+            "proto_stream_64_of_floor",
+            "proto_stream_48_of_floor_64",
+            "stream_64_of_proto",
+            "stream_64_batched_of_proto",
+            "stream_48_of_proto_48",
+            "stream_48_batched_of_proto_48",
+        ] {
+            keys.push(format!("/ratios/{ratio}"));
         }
         keys
     }
@@ -215,6 +262,11 @@ mod tests {
             assert!(report.pointer(&key).is_some_and(Value::is_number), "{key}");
         }
         assert_eq!(report["ratios"]["spin_64_over_floor"], json!(1.5));
+        // Protocol floor 360 ns, floor 300, ours 450: the protocol costs 1.2 of the
+        // floor, the code path 1.25 of the protocol.
+        assert_eq!(report["ratios"]["proto_8_over_floor"], json!(1.2));
+        assert_eq!(report["ratios"]["spin_8_over_proto"], json!(1.25));
+        assert_eq!(report["rtt_by_size_ns"]["proto_256"], json!(360.0));
         for side in ["side_a", "side_b"] {
             let rates = &report["idle_wakeups_per_sec"][side];
             assert_eq!(rates["shm-liveness"], json!(40.0), "{side}");

@@ -10,6 +10,7 @@ use capnp_shm_transport::WaitMode;
 
 use crate::baselines::{Mapping, RawRing};
 use crate::peer::{Peer, Role};
+use crate::proto::{Flag, ProtoRing};
 use crate::{channel_builder, channel_name, err, Error, Plan, MIB, WAIT};
 
 /// How many `size`-byte messages a streaming measurement sends.
@@ -46,6 +47,31 @@ pub(crate) fn floor(plan: &Plan, size: usize, tag: &str) -> Result<f64, Error> {
     let start = Instant::now();
     ring.produce(&m, &msg, n);
     ring.wait_done(&m);
+    let t = start.elapsed();
+    peer.finish();
+    Ok(n as f64 / t.as_secs_f64())
+}
+
+/// The protocol floor ([`crate::proto`]): this transport's slot format (`size`-byte slots)
+/// and nothing else; the consumer drains up to 256 messages per `tail` store, as
+/// `recv_batch(256, ..)` does for [`ours`]. Timed from the consumer's ready flag to its
+/// done flag, as [`floor`] is.
+pub(crate) fn proto(plan: &Plan, size: usize, tag: &str) -> Result<f64, Error> {
+    let name = channel_name(tag);
+    let n = count(plan, size);
+    let msg = vec![0xa5u8; size];
+    let ring = ProtoRing::new(0, size, slots(size));
+    let m = Mapping::create(&name, ring.end()).map_err(|e| err("shm", e))?;
+    let role = Role::ProtoSink {
+        slot_size: size as u64,
+        slots: ring.slots,
+        n,
+    };
+    let peer = Peer::spawn(role, &name, false)?;
+    ring.wait_for(&m, Flag::Ready)?;
+    let start = Instant::now();
+    ring.producer(&m).send_n(&msg, n)?;
+    ring.wait_for(&m, Flag::Done)?;
     let t = start.elapsed();
     peer.finish();
     Ok(n as f64 / t.as_secs_f64())
