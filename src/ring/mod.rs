@@ -62,7 +62,7 @@ mod shm;
 #[cfg(not(loom))]
 pub(crate) use copy::PrivateCopy;
 #[cfg(not(loom))]
-pub(crate) use region::Region;
+pub(crate) use region::{Region, INLINE_COPY_MAX};
 #[cfg(not(loom))]
 pub(crate) use shm::header_of;
 

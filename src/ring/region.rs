@@ -210,7 +210,10 @@ unsafe impl RingMemory for Region {
     }
 }
 
-/// Copies `src` to `dst`. Up to 64 bytes with at most two (overlapping) moves of one
+/// The longest message [`copy_to_slot`] copies inline, without a call.
+pub(crate) const INLINE_COPY_MAX: usize = 128;
+
+/// Copies `src` to `dst`. Up to [`INLINE_COPY_MAX`] bytes with at most two (overlapping) moves of one
 /// power-of-two size, inline: a send of a small message then calls nothing, so it saves
 /// no registers around a call (each push a store, queued behind the slot's stores).
 /// Longer messages go through `memcpy`.
@@ -224,7 +227,8 @@ unsafe fn copy_to_slot(src: &[u8], dst: *mut u8) {
     // guarantees valid and disjoint (`copy_ends::<W>` is called only with `n >= W`).
     unsafe {
         match n {
-            65.. => std::ptr::copy_nonoverlapping(s, dst, n),
+            129.. => std::ptr::copy_nonoverlapping(s, dst, n),
+            65..=INLINE_COPY_MAX => copy_ends::<64>(s, dst, n),
             32..=64 => copy_ends::<32>(s, dst, n),
             16..=31 => copy_ends::<16>(s, dst, n),
             8..=15 => copy_ends::<8>(s, dst, n),

@@ -11,7 +11,7 @@ use super::link::Link;
 use super::parker::{Job, Parker, WordOf};
 use super::ready::{Half, Readiness};
 use crate::error::{Error, Result};
-use crate::ring::Region;
+use crate::ring::{Region, INLINE_COPY_MAX};
 use crate::ring::Producer;
 use crate::sync::Ordering;
 use crate::wait::{self, Timeout, WaitMode, Waiter};
@@ -84,10 +84,27 @@ impl Sender {
     #[inline]
     pub fn send(&mut self, msg: &[u8], timeout: impl Into<Timeout>) -> Result<()> {
         // The common case first: on the current link, the peer there, a one-slot message
-        // and a free slot by the cached tail. Nothing in it can fail or calls anything,
-        // so it saves no registers (each push a store, queued behind the slot's); all
-        // else (a tail to re-read, a long message, a wait, a reconnection, an error) is
-        // `send_after_wait`'s.
+        // short enough to be copied inline and a free slot by the cached tail. Nothing in
+        // it can fail or calls anything, so it saves at most one register (each push a
+        // store, queued behind the slot's); all else (a longer message, a tail to
+        // re-read, a wait, a reconnection, an error) is `send_general`'s.
+        if self.control.session.epoch() == self.epoch
+            && self.link.peer_present()
+            && msg.len() <= INLINE_COPY_MAX
+            && self.producer.try_send_cached(msg)
+        {
+            self.wake_consumer();
+            return Ok(());
+        }
+        self.send_general(msg, timeout.into())
+    }
+
+    /// [`Sender::send`] past its inline fast case: the same fast case for a one-slot
+    /// message longer than [`INLINE_COPY_MAX`] (copied with `memcpy`, so out of the
+    /// caller's way: it would make every send save registers for the call); else
+    /// [`Sender::send_after_wait`].
+    #[inline(never)]
+    fn send_general(&mut self, msg: &[u8], timeout: Timeout) -> Result<()> {
         if self.control.session.epoch() == self.epoch
             && self.link.peer_present()
             && self.producer.try_send_cached(msg)
@@ -95,11 +112,11 @@ impl Sender {
             self.wake_consumer();
             return Ok(());
         }
-        self.send_after_wait(msg, timeout.into())
+        self.send_after_wait(msg, timeout)
     }
 
-    /// [`Sender::send`] past its fast case: re-reads the tail, sends long messages, waits
-    /// for a reconnection or for free slots.
+    /// [`Sender::send`] past its fast cases: sends messages longer than a slot, re-reads
+    /// the tail, waits for a reconnection or for free slots.
     #[cold]
     #[inline(never)]
     fn send_after_wait(&mut self, msg: &[u8], timeout: Timeout) -> Result<()> {
