@@ -213,10 +213,10 @@ unsafe impl RingMemory for Region {
 /// The longest message [`copy_to_slot`] copies inline, without a call.
 pub(crate) const INLINE_COPY_MAX: usize = 128;
 
-/// Copies `src` to `dst`. Up to [`INLINE_COPY_MAX`] bytes with at most two (overlapping) moves of one
-/// power-of-two size, inline: a send of a small message then calls nothing, so it saves
-/// no registers around a call (each push a store, queued behind the slot's stores).
-/// Longer messages go through `memcpy`.
+/// Copies `src` to `dst`. Up to [`INLINE_COPY_MAX`] bytes with at most two (overlapping)
+/// moves of one power-of-two size, inline: a send of a small message then calls nothing,
+/// so it saves no registers around a call (each push a store, queued behind the slot's
+/// stores). Longer messages go through `memcpy`.
 ///
 /// # Safety
 /// `dst` is valid for `src.len()` bytes of writes and does not overlap `src`.
