@@ -18,9 +18,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MUTANTS = [
     # (name, file, anchor, old, new)
     ("sleeper's eventcount fence", "src/wait/mod.rs",
-     "SYNC POINT with the fence in `wake_sleeper`", "Ordering::SeqCst", "Ordering::AcqRel"),
+     "SYNC POINT with the fence in `wake_block_sleeper`", "Ordering::SeqCst", "Ordering::AcqRel"),
     ("waker's eventcount fence", "src/wait/mod.rs",
-     "pub(crate) fn wake_sleeper", "Ordering::SeqCst", "Ordering::AcqRel"),
+     "fn wake_block_sleeper", "Ordering::SeqCst", "Ordering::AcqRel"),
     ("wake_all's fence", "src/wait/mod.rs",
      "pub(crate) fn wake_all", "Ordering::SeqCst", "Ordering::AcqRel"),
     ("commit word store", "src/ring/producer.rs",

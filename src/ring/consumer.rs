@@ -60,7 +60,8 @@ impl<M: RingMemory> Consumer<M> {
         let slot = (index & self.mask) as usize;
         let expected = index + 1;
         let (commit, meta) = self.mem.words(slot);
-        // SYNC POINT with the Release store of the commit word in `Producer::commit`.
+        // SYNC POINT with the Release store of the commit word in `publish`
+        // (producer.rs).
         let found = commit.load(Ordering::Acquire);
         if found == expected {
             let meta = meta.load(Ordering::Relaxed);

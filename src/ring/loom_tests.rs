@@ -185,13 +185,14 @@ fn one_message_is_seen_whole() {
 #[test]
 fn slots_are_reused_only_after_release() {
     // Two slots, three messages: the third overwrites slot 0, which the tail's
-    // Release/Acquire pair must protect from the consumer's read of message 1.
+    // Release/Acquire pair must protect from the consumer's read of message 1. Sent as
+    // `Sender::send` does: the cached-tail fast case first, then the full `try_send`.
     loom::model(|| {
         let mem = LoomMemory::new(2);
         let mut producer = Producer::new(mem.clone(), 0, 0, 0);
         let sender = thread::spawn(move || {
             for msg in messages(3) {
-                while !producer.try_send(&msg).unwrap() {
+                while !(producer.try_send_cached(&msg) || producer.try_send(&msg).unwrap()) {
                     thread::yield_now();
                 }
             }

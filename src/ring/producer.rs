@@ -59,8 +59,8 @@ impl<M: RingMemory> Producer<M> {
         let mut head = tail;
         while head - tail < shape.count && head < MAX_INDEX {
             let slot = (head & mask) as usize;
-            // SYNC POINT with the Release store in `Producer::commit` (of the producer
-            // that died): its meta word and payload are visible once its commit is.
+            // SYNC POINT with the Release store in `publish` (of the producer that
+            // died): its meta word and payload are visible once its commit is.
             if mem.commit(slot).load(Ordering::Acquire) != head + 1 {
                 break;
             }
@@ -204,7 +204,6 @@ impl<M: RingMemory> Producer<M> {
     /// no shared read, nothing that can fail. `false` otherwise (nothing done), for
     /// [`Producer::try_send`] to decide. The send path's fast case.
     #[inline(always)]
-    #[cfg_attr(loom, allow(dead_code))] // used by the transport, compiled out under loom
     pub(crate) fn try_send_cached(&mut self, msg: &[u8]) -> bool {
         // `cached_tail <= MAX_INDEX - count` (see `cache_tail`), so a free slot here also
         // means `head < MAX_INDEX`.
@@ -363,10 +362,13 @@ impl<M: RingMemory> Producer<M> {
         let slot = (self.head & self.mask) as usize;
         let words = self.mem.words(slot);
         let values = self.record_words(msg.len() as u32, span);
-        // SAFETY: `reserve` (or `free_slots` for a batch) showed the `span` slots from
-        // `head` free (the consumer released them, acquired-before-reuse per the SYNC
-        // POINT there), they do not pass the ring's end (`reserve` padded), we are the
-        // only producer, and `check_len` bounded `msg.len()` by the ring.
+        // SAFETY: `reserve` (or `free_slots` for a batch, or `try_send_cached` by the
+        // cached tail, which only ever comes from `free_slots`' Acquire load or from
+        // `new`) showed the `span` slots from `head` free (the consumer released them,
+        // acquired-before-reuse per the SYNC POINT there), they do not pass the ring's end
+        // (`reserve` padded; a cached send is one slot), we are the only producer, and
+        // `check_len` (or `try_send_cached`'s `slot_size` check) bounded `msg.len()` by
+        // the ring.
         unsafe { self.mem.write_payload(slot, msg) };
         publish(words, values);
         self.head += span;

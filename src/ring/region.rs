@@ -212,6 +212,8 @@ unsafe impl RingMemory for Region {
 
 /// The longest message [`copy_to_slot`] copies inline, without a call.
 pub(crate) const INLINE_COPY_MAX: usize = 128;
+// `copy_to_slot`'s cases are written for this value (its `129..` and `copy_ends::<64>`).
+const _: () = assert!(INLINE_COPY_MAX == 128);
 
 /// Copies `src` to `dst`. Up to [`INLINE_COPY_MAX`] bytes with at most two (overlapping)
 /// moves of one power-of-two size, inline: a send of a small message then calls nothing,
@@ -250,6 +252,7 @@ unsafe fn copy_to_slot(src: &[u8], dst: *mut u8) {
 /// As [`copy_to_slot`], and `W <= n`.
 #[inline(always)]
 unsafe fn copy_ends<const W: usize>(s: *const u8, dst: *mut u8, n: usize) {
+    debug_assert!(W <= n && n <= 2 * W, "copy_ends::<{W}> of {n} bytes");
     // SAFETY: both moves lie within `[0, n)` because `W <= n` (caller).
     unsafe {
         std::ptr::copy_nonoverlapping(s, dst, W);
@@ -261,22 +264,24 @@ unsafe fn copy_ends<const W: usize>(s: *const u8, dst: *mut u8, n: usize) {
 mod tests {
     use super::copy_to_slot;
 
-    /// Every length through the small-copy cases and past them: exactly the message's
-    /// bytes arrive, nothing around them is touched.
+    /// Every length through the small-copy cases and past them, from and to every
+    /// alignment within 8 bytes: exactly the message's bytes arrive, nothing around them
+    /// is touched.
     #[test]
     fn copy_to_slot_writes_exactly_the_message() {
         for len in 0..=200usize {
-            let src: Vec<u8> = (0..len).map(|i| (i * 7 + 1) as u8).collect();
-            let mut dst = vec![0xeeu8; len + 32];
-            // SAFETY: `dst` holds `16 + len + 16` bytes, so `len` from offset 16 fit;
-            // `src` is a separate vector.
-            unsafe { copy_to_slot(&src, dst.as_mut_ptr().add(16)) };
-            assert_eq!(&dst[16..16 + len], &src[..], "len {len}");
-            assert!(dst[..16].iter().all(|&b| b == 0xee), "before, len {len}");
-            assert!(
-                dst[16 + len..].iter().all(|&b| b == 0xee),
-                "after, len {len}"
-            );
+            for (from, to) in (0..8).flat_map(|f| (0..8).map(move |t| (f, t))) {
+                let src: Vec<u8> = (0..from + len).map(|i| (i * 7 + 1) as u8).collect();
+                let mut dst = vec![0xeeu8; 16 + to + len + 16];
+                let at = 16 + to;
+                // SAFETY: `dst` holds `at + len + 16` bytes, so `len` from `at` fit;
+                // `src` holds `from + len`; the two are separate vectors.
+                unsafe { copy_to_slot(&src[from..], dst.as_mut_ptr().add(at)) };
+                let case = format!("len {len}, from +{from}, to +{to}");
+                assert_eq!(&dst[at..at + len], &src[from..], "{case}");
+                assert!(dst[..at].iter().all(|&b| b == 0xee), "before, {case}");
+                assert!(dst[at + len..].iter().all(|&b| b == 0xee), "after, {case}");
+            }
         }
     }
 }

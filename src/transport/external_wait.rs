@@ -94,7 +94,7 @@ impl Receiver {
             link: self.job(Readiness::Empty, 0).link,
         };
         sleep.word().store(SleepWord::VALUE, Ordering::Relaxed);
-        // SYNC POINT with the fence in `wait::wake_sleeper` / `wait::wake_all`: either the
+        // SYNC POINT with the fence in `wait::wake_block_sleeper` / `wait::wake_all`: either the
         // re-check below sees the peer's publication (or departure), or the peer sees the
         // announcement and wakes the word (as in `Waiter::idle_block`).
         fence(Ordering::SeqCst);

@@ -88,9 +88,9 @@ impl Sender {
         // it can fail or calls anything, so it saves at most one register (each push a
         // store, queued behind the slot's); all else (a longer message, a tail to
         // re-read, a wait, a reconnection, an error) is `send_general`'s.
-        if self.control.session.epoch() == self.epoch
+        if msg.len() <= INLINE_COPY_MAX
+            && self.control.session.epoch() == self.epoch
             && self.link.peer_present()
-            && msg.len() <= INLINE_COPY_MAX
             && self.producer.try_send_cached(msg)
         {
             self.wake_consumer();

@@ -253,7 +253,7 @@ impl Waiter {
                     return false;
                 };
                 wait_word.store(1, Ordering::Relaxed);
-                // SYNC POINT with the fence in `wake_sleeper` / `wake_all`: either our
+                // SYNC POINT with the fence in `wake_block_sleeper` / `wake_all`: either our
                 // re-check below sees the peer's publication (or close), or the peer sees
                 // our announcement and wakes us.
                 fence(Ordering::SeqCst);
