@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import struct
 import sys
 import threading
@@ -50,6 +51,9 @@ def main() -> None:
             stream(ch, n)
         print("ok", flush=True)
     elif role == "block-recv":  # opens, says so, then blocks in recv until interrupted
+        # Ctrl-C as a terminal delivers it: Python's own handler. A shell that started the
+        # test run in the background leaves SIGINT ignored, and Python then installs none.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         ch = cst.Channel.open(name, timeout=10)
         print("ready", flush=True)
         start = time.monotonic()
