@@ -83,17 +83,13 @@ impl Sender {
     /// [`OnDisconnect`](super::OnDisconnect), and [`Error::Corrupt`].
     #[inline]
     pub fn send(&mut self, msg: &[u8], timeout: impl Into<Timeout>) -> Result<()> {
-        // The common case first: on the current link, the peer there, a one-slot message
-        // short enough to be copied inline and a free slot by the cached tail. Nothing in
-        // it can fail or calls anything, so it saves at most one register (each push a
-        // store, queued behind the slot's); all else (a longer message, a tail to
-        // re-read, a wait, a reconnection, an error) is `send_general`'s.
-        if msg.len() <= INLINE_COPY_MAX
-            && self.control.session.epoch() == self.epoch
-            && self.link.peer_present()
-            && self.producer.try_send_cached(msg)
-        {
-            self.wake_consumer();
+        // The common case first: a one-slot message short enough to be copied inline,
+        // sent by `try_send_now`. Nothing in it can fail or calls anything but a
+        // Block-mode wake, so it saves one or two registers, not the seven a `memcpy`
+        // call needs (each a store, queued behind the slot's); all else (a longer
+        // message, a tail to re-read, a wait, a reconnection, an error) is
+        // `send_general`'s.
+        if msg.len() <= INLINE_COPY_MAX && self.try_send_now(msg) {
             return Ok(());
         }
         self.send_general(msg, timeout.into())
@@ -101,18 +97,27 @@ impl Sender {
 
     /// [`Sender::send`] past its inline fast case: the same fast case for a one-slot
     /// message longer than [`INLINE_COPY_MAX`] (copied with `memcpy`, so out of the
-    /// caller's way: it would make every send save registers for the call); else
-    /// [`Sender::send_after_wait`].
+    /// caller's way); else [`Sender::send_after_wait`].
     #[inline(never)]
     fn send_general(&mut self, msg: &[u8], timeout: Timeout) -> Result<()> {
-        if self.control.session.epoch() == self.epoch
-            && self.link.peer_present()
-            && self.producer.try_send_cached(msg)
-        {
-            self.wake_consumer();
+        if self.try_send_now(msg) {
             return Ok(());
         }
         self.send_after_wait(msg, timeout)
+    }
+
+    /// The send fast case: on the current link, the peer there, a one-slot message and a
+    /// free slot by the cached tail, publishes `msg` and wakes the consumer; `false`
+    /// (nothing done) otherwise.
+    #[inline(always)]
+    fn try_send_now(&mut self, msg: &[u8]) -> bool {
+        let sent = self.control.session.epoch() == self.epoch
+            && self.link.peer_present()
+            && self.producer.try_send_cached(msg);
+        if sent {
+            self.wake_consumer();
+        }
+        sent
     }
 
     /// [`Sender::send`] past its fast cases: sends messages longer than a slot, re-reads
